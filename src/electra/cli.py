@@ -1,0 +1,130 @@
+"""The ``electra`` command: thin wrappers that parse arguments, build a config and call the library."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from electra.config import load_config_file, parse_assignments
+from electra.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse would print the usage block too)
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _presets_epilog() -> str:
+    from electra.image.config import PRESET_HELP
+
+    return "presets:\n" + "\n".join(f"  {k:8s} {v}" for k, v in PRESET_HELP.items()) + \
+        "\n\nAny config key can be overridden: key=value or --key value (e.g. ema=0.999, --width 32)."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="electra", description="Generator–discriminator learning: images (GAN, VAE, VAE-GAN) "
+                                                 "and ELECTRA text pre-training.")
+    tracks = parser.add_subparsers(dest="track", required=True, parser_class=_Parser)
+    image = tracks.add_parser("image", help="28×28 image generation (the founding description's GAN, VAE, VAE-GAN)")
+    cmds = image.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = cmds.add_parser("train", help="train a preset", epilog=_presets_epilog(),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--preset", default=None, help="named config (default: dcgan)")
+    train.add_argument("--config", default=None, help="JSON/TOML file of config keys applied over the preset")
+    train.add_argument("--dataset", default=None, help="embedded (default, 5,000 real digits shipped offline), "
+                                                       "mnist, fashion-mnist, folder")
+    train.add_argument("--data-dir", default=None, help="folder with the IDX files or images")
+    train.add_argument("--download", action="store_const", const=True, default=None,
+                       help="fetch missing MNIST/Fashion-MNIST files (checksums verified)")
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, default=None)
+    length.add_argument("--steps", type=int, default=None)
+    train.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops and checkpoints")
+    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--lr", type=float, default=None)
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--out", default=None, help="run folder (default runs/image-PRESET-TIME)")
+    train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sample = cmds.add_parser("sample", help="draw images from a trained run")
+    sample.add_argument("run_dir")
+    sample.add_argument("--n", type=int, default=64)
+    sample.add_argument("--out", required=True, help="x.png (grid), x.npy (N×28×28 uint8) or a folder (PNGs)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--interpolate", action="store_true", help="N rows of latent interpolations (PNG)")
+
+    cmds.add_parser("presets", help="list the named configs")
+
+    text = tracks.add_parser("text", help="ELECTRA replaced-token-detection pre-training (coming)")
+    text.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _image_train(args, extra: list[str]) -> int:
+    from electra.image.config import ImageConfig, preset_config
+    from electra.image.train import train_image
+
+    overrides = {}
+    if args.config:
+        overrides.update(load_config_file(args.config))
+    for key in ("dataset", "data_dir", "download", "epochs", "steps", "minutes", "batch_size", "lr", "seed"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = value
+    if args.epochs is not None:
+        overrides["steps"] = None
+    overrides.update(parse_assignments(extra))
+    if args.resume:
+        if args.preset:
+            raise UserError("--preset cannot be combined with --resume (the run folder has its config)")
+        train_image(resume=args.resume, overrides=overrides, progress=not args.quiet)
+        return 0
+    cfg = preset_config(args.preset or ImageConfig.preset)
+    train_image(cfg, out=args.out, overrides=overrides, progress=not args.quiet)
+    return 0
+
+
+def dispatch(args, extra: list[str]) -> int:
+    if args.track == "text":
+        raise UserError("the text track (ELECTRA pre-training) is not built yet; see the README")
+    if args.command == "train":
+        return _image_train(args, extra)
+    if extra:
+        raise UserError(f"unexpected arguments: {' '.join(extra)}")
+    if args.command == "presets":
+        from electra.image.config import PRESET_HELP
+
+        for name, text in PRESET_HELP.items():
+            print(f"{name:8s} {text}")
+        return 0
+    if args.command == "sample":
+        from electra.image.sampling import sample_run
+
+        path = sample_run(args.run_dir, args.n, args.out, seed=args.seed, interpolate=args.interpolate)
+        print(f"wrote {path}")
+        return 0
+    raise UserError(f"unknown command {args.command}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args, extra = build_parser().parse_known_args(argv)
+        return dispatch(args, extra)
+    except UserError as exc:
+        print(f"electra: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("electra: interrupted (a checkpoint was saved if training had started)", file=sys.stderr)
+        return 130
+    except OSError as exc:  # disk full, permission denied …: the user's environment, not a bug
+        name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"electra: error:{name} {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

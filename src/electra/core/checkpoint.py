@@ -1,0 +1,148 @@
+"""Checkpoints: tensors in safetensors, everything else in a small JSON file, written atomically.
+
+A checkpoint is a folder ``checkpoints/last`` holding ``model.safetensors`` (every module's state, keys prefixed by
+module name), ``optimizer.safetensors`` + the optimizers' scalar state in ``state.json``, and the RNG states.
+It is written into a temporary folder and renamed into place, so a crash never leaves a damaged checkpoint.
+Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from electra.errors import UserError
+
+LAST = "last"
+
+
+def flatten_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    return {f"{name}.{k}": v.detach().contiguous() for name, m in modules.items() for k, v in m.state_dict().items()}
+
+
+def load_modules(modules: dict[str, torch.nn.Module], tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Load prefixed tensors into modules; any missing key or shape mismatch is a UserError naming the checkpoint."""
+    for name, module in modules.items():
+        prefix = f"{name}."
+        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        expected = module.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        bad_shape = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+        if missing or unexpected or bad_shape:
+            detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+                      else f"shape of {bad_shape[0]} is {tuple(state[bad_shape[0]].shape)}, "
+                           f"model wants {tuple(expected[bad_shape[0]].shape)}")
+            raise UserError(f"checkpoint {source} does not fit the configured {name} ({detail}); "
+                            f"it was made by another model or config")
+        module.load_state_dict(state)
+
+
+def _optimizer_split(opt: torch.optim.Optimizer, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {"param_groups": sd["param_groups"], "state": {}}
+    for pid, pstate in sd["state"].items():
+        entry = {}
+        for k, v in pstate.items():
+            if torch.is_tensor(v):
+                tensors[f"{name}.{pid}.{k}"] = v.detach().contiguous()
+                entry[k] = "tensor"
+            else:
+                entry[k] = v
+        scalars["state"][str(pid)] = entry
+    return tensors, scalars
+
+
+def _optimizer_join(opt: torch.optim.Optimizer, name: str, tensors: dict[str, torch.Tensor], scalars: dict) -> None:
+    state = {}
+    for pid, entry in scalars["state"].items():
+        state[int(pid)] = {k: (tensors[f"{name}.{pid}.{k}"] if v == "tensor" else v) for k, v in entry.items()}
+    opt.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    return {"rng.torch": torch.get_rng_state()}
+
+
+def save_checkpoint(run_dir: Path, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                    generators: dict[str, torch.Generator], state: dict[str, Any]) -> Path:
+    """Write ``run_dir/checkpoints/last`` atomically and return its path."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / ".tmp-last"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_file(flatten_state(modules), str(tmp / "model.safetensors"))
+    opt_tensors: dict[str, torch.Tensor] = dict(rng_state())
+    opt_scalars = {}
+    for name, opt in optimizers.items():
+        t, s = _optimizer_split(opt, name)
+        opt_tensors.update(t)
+        opt_scalars[name] = s
+    for name, gen in generators.items():
+        opt_tensors[f"rng.{name}"] = gen.get_state()
+    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    payload = {"format": "electra-checkpoint-1", **state, "optimizers": opt_scalars}
+    (tmp / "state.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    final = root / LAST
+    old = root / ".old-last"
+    if final.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        final.rename(old)
+    tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+    return final
+
+
+def find_checkpoint(run_dir: Path) -> Path:
+    root = Path(run_dir) / "checkpoints"
+    for name in (LAST, ".old-last"):  # .old-last survives only a crash between the two renames
+        if (root / name / "state.json").is_file():
+            return root / name
+    raise UserError(f"no checkpoint in {run_dir}; pass a run folder written by 'electra … train'")
+
+
+def read_checkpoint_state(ckpt: Path) -> dict[str, Any]:
+    try:
+        return json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"checkpoint state {ckpt / 'state.json'} is unreadable ({exc}); the run folder is damaged")
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise UserError(f"missing checkpoint file {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"checkpoint file {path} is corrupt ({exc})") from None
+
+
+def load_weights(ckpt: Path, modules: dict[str, torch.nn.Module]) -> None:
+    load_modules(modules, read_tensors(ckpt / "model.safetensors"), ckpt)
+
+
+def load_checkpoint(ckpt: Path, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                    generators: dict[str, torch.Generator]) -> dict[str, Any]:
+    """Restore modules, optimizers and RNGs in place; return the JSON state (step, epoch, …)."""
+    state = read_checkpoint_state(ckpt)
+    load_weights(ckpt, modules)
+    tensors = read_tensors(ckpt / "optimizer.safetensors")
+    for name, opt in optimizers.items():
+        if name not in state.get("optimizers", {}):
+            raise UserError(f"checkpoint {ckpt} has no optimizer '{name}'; it was made by another objective")
+        _optimizer_join(opt, name, tensors, state["optimizers"][name])
+    torch.set_rng_state(tensors["rng.torch"])
+    for name, gen in generators.items():
+        gen.set_state(tensors[f"rng.{name}"])
+    return state

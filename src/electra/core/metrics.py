@@ -1,0 +1,85 @@
+"""Metric accumulation without per-step host syncs, the metrics.jsonl writer and the loss-curve picture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+
+class RunningMeans:
+    """Sums detached scalar tensors on the device; ``pop`` syncs once per log interval, not once per step."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        for k, v in metrics.items():
+            v = v.detach().float()
+            if k in self._sums:
+                self._sums[k] += v
+                self._counts[k] += 1
+            else:
+                self._sums[k] = v.clone()
+                self._counts[k] = 1
+
+    def pop(self) -> dict[str, float]:
+        if not self._sums:
+            return {}
+        keys = list(self._sums)
+        values = torch.stack([self._sums[k] for k in keys]).tolist()
+        out = {k: v / self._counts[k] for k, v in zip(keys, values)}
+        self._sums.clear()
+        self._counts.clear()
+        return out
+
+
+class MetricsLog:
+    """Appends one JSON object per log interval to ``metrics.jsonl``; a resumed run drops rows past its step."""
+
+    def __init__(self, path: Path, resume_step: int | None = None) -> None:
+        self.path = Path(path)
+        if resume_step is not None and self.path.exists():
+            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_metrics(path: Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_curves(rows: list[dict], keys: list[str], out: Path, title: str = "") -> Path | None:
+    """Loss curves (one panel per group of keys present in ``rows``) written as a PNG; None if nothing to plot."""
+    present = [k for k in keys if any(k in r for r in rows)]
+    if not present:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for k in present:
+        pts = [(r["step"], r[k]) for r in rows if k in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=k, linewidth=1.2)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    tmp = Path(out).with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out)
+    return Path(out)

@@ -1,0 +1,54 @@
+"""Which updates run at a given step (update schedules) and how the learning rate moves (lr schedules).
+
+An update is a named step of one or more optimizers (``"discriminator"``, ``"generator"``, ``"joint"``);
+an objective says which updates it has, a schedule says which of them run on step ``t``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EveryStep:
+    """Run all of the objective's updates, in order, on every step (VAE, VAE-GAN, RTD)."""
+
+    updates: tuple[str, ...]
+
+    def __call__(self, step: int) -> tuple[str, ...]:
+        return self.updates
+
+
+@dataclass(frozen=True)
+class Alternating:
+    """k discriminator updates per generator update: the generator steps on every k-th batch (k=1: every batch)."""
+
+    d_steps: int = 1
+
+    def __call__(self, step: int) -> tuple[str, ...]:
+        if (step + 1) % self.d_steps == 0:
+            return ("discriminator", "generator")
+        return ("discriminator",)
+
+
+@dataclass(frozen=True)
+class Phased:
+    """The founding description's schedule: ``both`` steps training D and G, then ``generator_only`` steps with the
+    discriminator frozen (its learning rate set to 0 in the original code), repeated."""
+
+    both: int = 50
+    generator_only: int = 50
+
+    def __call__(self, step: int) -> tuple[str, ...]:
+        if step % (self.both + self.generator_only) < self.both:
+            return ("discriminator", "generator")
+        return ("generator",)
+
+
+def warmup_linear_decay(step: int, warmup: int, total: int) -> float:
+    """Multiplier of the peak lr: linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if total <= warmup:
+        return 1.0
+    return max(0.0, (total - step) / (total - warmup))

@@ -1,0 +1,126 @@
+"""The image track's one configuration object and its named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from electra.config import apply_overrides
+from electra.errors import UserError
+from electra.image.data import DATASETS
+from electra.image.models import ARCHITECTURES
+from electra.image.objectives import OBJECTIVES, REDUCTIONS
+
+SCHEDULES = ("alternating", "phased", "every-step")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    preset: str = "dcgan"
+    # model
+    model: str = "dcgan"                 # seed-mlp | dcgan
+    width: int = 64                      # dcgan channel width w (G: 4w→2w→1, D: w→2w)
+    spectral_norm: bool = False          # spectral norm in D (replaces its batch-norm)
+    noise_dim: int = 100
+    # objective
+    objective: str = "gan"               # gan | vae | vaegan
+    loss_reduction: str = "mean"         # mean: losses comparable across batch sizes; sum: Σ exactly as written
+    real_label: float = 1.0              # < 1: one-sided label smoothing of D's real target
+    vae_beta: float = 1.0                # weight of the KL (prior) term
+    vaegan_gamma: float = 1.0            # weight of the reconstruction term in the generator's loss
+    recon_space: str = "features"        # vaegan reconstruction: features (Larsen et al.) | pixels
+    # schedule
+    schedule: str = "alternating"        # alternating | phased (gan only)
+    d_steps: int = 1                     # alternating: discriminator updates per generator update
+    phase_both: int = 50                 # phased: steps training both networks …
+    phase_generator: int = 50            # … then steps training only the generator
+    # optimisation
+    lr: float = 2e-4
+    lr_g: float | None = None            # overrides lr for the generator (and encoder)
+    lr_d: float | None = None            # overrides lr for the discriminator
+    beta1: float = 0.5
+    beta2: float = 0.999
+    batch_size: int = 64
+    ema: float = 0.0                     # decay of an exponential moving average of G's weights used for sampling
+    # length
+    epochs: int | None = 20
+    steps: int | None = None             # overrides epochs
+    minutes: float | None = None         # wall-clock budget; stops early and checkpoints
+    # data
+    dataset: str = "embedded"            # embedded | mnist | fashion-mnist | folder
+    data_dir: str | None = None
+    download: bool = False
+    # bookkeeping
+    seed: int = 0
+    log_every: int = 25
+    checkpoint_every: int = 1000
+    grid_size: int = 64                  # fixed-noise samples drawn into each epoch's grid
+
+    def validate(self) -> None:
+        checks = [
+            (self.model in ARCHITECTURES, f"model must be one of {', '.join(ARCHITECTURES)}"),
+            (self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.loss_reduction in REDUCTIONS, f"loss_reduction must be one of {', '.join(REDUCTIONS)}"),
+            (self.recon_space in ("features", "pixels"), "recon_space must be features or pixels"),
+            (self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}"),
+            (self.batch_size >= 2, "batch_size must be at least 2 (batch-norm needs a batch)"),
+            (self.width >= 1 and self.noise_dim >= 1, "width and noise_dim must be positive"),
+            (self.lr > 0 and (self.lr_g or 1) > 0 and (self.lr_d or 1) > 0, "learning rates must be positive"),
+            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must lie in [0, 1)"),
+            (0 <= self.ema < 1, "ema must lie in [0, 1)"),
+            (0 < self.real_label <= 1, "real_label must lie in (0, 1]"),
+            (self.d_steps >= 1 and self.phase_both >= 0 and self.phase_generator >= 0
+             and self.phase_both + self.phase_generator > 0, "schedule step counts must be positive"),
+            (self.epochs is None or self.epochs >= 1, "epochs must be at least 1"),
+            (self.steps is None or self.steps >= 1, "steps must be at least 1"),
+            (self.minutes is None or self.minutes > 0, "minutes must be positive"),
+            (self.epochs is not None or self.steps is not None or self.minutes is not None,
+             "give epochs, steps or minutes"),
+            (self.log_every >= 1 and self.checkpoint_every >= 1 and self.grid_size >= 1,
+             "log_every, checkpoint_every and grid_size must be positive"),
+            (not (self.schedule == "phased" and self.objective != "gan"), "the phased schedule is for objective gan"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(f"bad config: {message}")
+
+
+PRESETS: dict[str, dict] = {
+    # The founding description as written: MLP generator/discriminator, the Σ −log D losses, Adam 1e-4
+    # (Keras defaults β = 0.9/0.999), 50 steps training both then 50 steps with D frozen.
+    "seed": dict(model="seed-mlp", objective="gan", schedule="phased", lr=1e-4, beta1=0.9, batch_size=128,
+                 epochs=30),
+    # The best-quality GAN default: DCGAN-28 with the usual Radford et al. settings.
+    "dcgan": dict(model="dcgan", objective="gan", schedule="alternating", lr=2e-4, beta1=0.5, batch_size=64,
+                  epochs=20),
+    # Generator trained "like an autoencoder": encoder + generator, ELBO.
+    "vae": dict(model="dcgan", objective="vae", schedule="every-step", lr=1e-3, beta1=0.9, batch_size=64,
+                epochs=20),
+    # Larsen et al. 2016: VAE whose reconstruction is judged in the discriminator's feature space, plus the GAN.
+    "vaegan": dict(model="dcgan", objective="vaegan", schedule="every-step", lr=2e-4, beta1=0.5, batch_size=64,
+                   epochs=20),
+}
+
+PRESET_HELP = {
+    "seed": "the founding description: MLP G/D, Σ −log D losses, phased 50/50 schedule, Adam 1e-4",
+    "dcgan": "convolutional G/D for 28×28 (default; best GAN quality)",
+    "vae": "variational autoencoder: encoder + generator, reconstruction + KL",
+    "vaegan": "VAE-GAN (Larsen et al. 2016): VAE + discriminator, feature-space reconstruction",
+}
+
+
+def preset_config(name: str) -> ImageConfig:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)} (electra image presets)")
+    return apply_overrides(ImageConfig(preset=name), PRESETS[name])
+
+
+def config_from_dict(values: dict) -> ImageConfig:
+    """Rebuild a config saved in a run folder (unknown keys are errors: the run is from another tool or track)."""
+    known = {f.name for f in dataclasses.fields(ImageConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"config has keys an image run does not know ({', '.join(unknown[:5])}); "
+                        f"is this a text run?")
+    return apply_overrides(ImageConfig(), values)

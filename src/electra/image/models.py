@@ -1,0 +1,145 @@
+"""Generators (100-d noise → 1×28×28 in [-1, 1]), discriminators (image → logit) and the VAE encoder.
+
+Discriminators return the *logit* of "real"; D(x) = sigmoid(logit).  The founding description puts the sigmoid
+inside the model; keeping it in the objective computes the same probability and lets the losses be evaluated
+stably (softplus of logits instead of log of probabilities).  ``features`` returns the penultimate activations,
+used by the VAE-GAN's learned similarity and by probes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+NOISE_DIM = 100
+PIXELS = 28 * 28
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN's N(0, 0.02) initialisation (batch-norm scales N(1, 0.02), shifts 0)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+class SeedGenerator(nn.Module):
+    """The founding description's generator: Dense 1024 → 512 → 256 → 128 (ReLU), plus the missing projection
+    to 784 pixels (tanh) so that the reshape to 28×28 can run."""
+
+    def __init__(self, noise_dim: int = NOISE_DIM) -> None:
+        super().__init__()
+        self.noise_dim = noise_dim
+        self.net = nn.Sequential(
+            nn.Linear(noise_dim, 1024), nn.ReLU(),
+            nn.Linear(1024, 512), nn.ReLU(),
+            nn.Linear(512, 256), nn.ReLU(),
+            nn.Linear(256, 128), nn.ReLU(),
+            nn.Linear(128, PIXELS), nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(-1, 1, 28, 28)
+
+
+class SeedDiscriminator(nn.Module):
+    """The founding description's discriminator: Flatten → 128 → 128 (ReLU) → 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(PIXELS, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU())
+        self.head = nn.Linear(128, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x)).squeeze(1)
+
+
+class DCGANGenerator(nn.Module):
+    """Noise → 4w×7×7 → 2w×14×14 → 1×28×28, batch-norm + ReLU between, tanh out."""
+
+    def __init__(self, noise_dim: int = NOISE_DIM, width: int = 64) -> None:
+        super().__init__()
+        self.noise_dim = noise_dim
+        c = 4 * width
+        self.project = nn.Sequential(nn.Linear(noise_dim, c * 49, bias=False), nn.BatchNorm1d(c * 49), nn.ReLU())
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(c, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.ConvTranspose2d(2 * width, 1, 4, 2, 1), nn.Tanh(),
+        )
+        self._c = c
+        dcgan_init(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.project(z).view(-1, self._c, 7, 7))
+
+
+def _maybe_sn(layer: nn.Module, spectral: bool) -> nn.Module:
+    return nn.utils.parametrizations.spectral_norm(layer) if spectral else layer
+
+
+class DCGANDiscriminator(nn.Module):
+    """1×28×28 → w×14×14 → 2w×7×7 (LeakyReLU 0.2; batch-norm on the second conv unless spectral norm) → logit."""
+
+    def __init__(self, width: int = 64, spectral_norm: bool = False) -> None:
+        super().__init__()
+        norm = nn.Identity() if spectral_norm else nn.BatchNorm2d(2 * width)
+        self.body = nn.Sequential(
+            _maybe_sn(nn.Conv2d(1, width, 4, 2, 1), spectral_norm), nn.LeakyReLU(0.2),
+            _maybe_sn(nn.Conv2d(width, 2 * width, 4, 2, 1, bias=spectral_norm), spectral_norm), norm,
+            nn.LeakyReLU(0.2), nn.Flatten(),
+        )
+        self.head = _maybe_sn(nn.Linear(2 * width * 49, 1), spectral_norm)
+        dcgan_init(self)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x)).squeeze(1)
+
+
+class Encoder(nn.Module):
+    """1×28×28 → (μ, log σ²) of a diagonal Gaussian over the generator's 100-d noise space."""
+
+    def __init__(self, latent_dim: int = NOISE_DIM, width: int = 64) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width), nn.LeakyReLU(0.2),
+            nn.Flatten(),
+        )
+        self.head = nn.Linear(2 * width * 49, 2 * latent_dim)
+        dcgan_init(self)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.body(x)).chunk(2, dim=1)
+        return mu, logvar
+
+
+ARCHITECTURES = ("seed-mlp", "dcgan")
+
+
+def build_models(architecture: str, objective: str, width: int = 64, spectral_norm: bool = False,
+                 noise_dim: int = NOISE_DIM) -> dict[str, nn.Module]:
+    """The modules an objective needs, keyed by the names checkpoints and optimizers use."""
+    if architecture == "seed-mlp":
+        modules: dict[str, nn.Module] = {"generator": SeedGenerator(noise_dim), "discriminator": SeedDiscriminator()}
+    elif architecture == "dcgan":
+        modules = {"generator": DCGANGenerator(noise_dim, width),
+                   "discriminator": DCGANDiscriminator(width, spectral_norm)}
+    else:
+        from electra.errors import UserError
+
+        raise UserError(f"unknown model '{architecture}'; choose one of {', '.join(ARCHITECTURES)}")
+    if objective in ("vae", "vaegan"):
+        modules["encoder"] = Encoder(noise_dim, width)
+    if objective == "vae":
+        del modules["discriminator"]
+    return modules

@@ -1,0 +1,185 @@
+"""Image objectives, separate from the models: each returns {optimizer: loss} and named metrics per update.
+
+``gan`` is the founding description's loss, written from logits ℓ = logit D(·) so it stays finite:
+    −log D(x)        = softplus(−ℓ_real)
+    −log(1 − D(x̂))   = softplus(ℓ_fake)
+    L_G = Σ −log D(G(z))                     = Σ softplus(−ℓ_fake)
+    L_D = Σ −log D(x) − Σ log(1 − D(G(z)))   = Σ softplus(−ℓ_real) + Σ softplus(ℓ_fake)
+    L_ELECTRA = L_G + L_D (logged; each network minimises its own part).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REDUCTIONS = ("mean", "sum")
+
+
+class Noise:
+    """N(0, 1) noise from a dedicated generator, so checkpoints can restore the exact noise stream."""
+
+    def __init__(self, dim: int, seed: int) -> None:
+        self.dim = dim
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def __call__(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.dim, generator=self.rng)
+
+
+def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    return values.sum() if reduction == "sum" else values.mean()
+
+
+def generator_loss(fake_logits: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """L_G = Σ −log D(G(z))."""
+    return _reduce(F.softplus(-fake_logits), reduction)
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, reduction: str = "mean",
+                       real_label: float = 1.0) -> torch.Tensor:
+    """L_D = Σ −log D(x) − Σ log(1 − D(G(z))); ``real_label`` < 1 is one-sided label smoothing (1 = as written)."""
+    real_term = real_label * F.softplus(-real_logits) + (1.0 - real_label) * F.softplus(real_logits)
+    return _reduce(real_term, reduction) + _reduce(F.softplus(fake_logits), reduction)
+
+
+def _with_total(means: dict[str, float]) -> dict[str, float]:
+    if "L_G" in means and "L_D" in means:
+        means["L_ELECTRA"] = means["L_G"] + means["L_D"]
+    return means
+
+
+class GANObjective:
+    """The founding description's generator/discriminator game; updates 'discriminator' then 'generator'."""
+
+    updates = ("discriminator", "generator")
+    groups = {"generator": ("generator",), "discriminator": ("discriminator",)}
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, noise: Noise, reduction: str = "mean",
+                 real_label: float = 1.0) -> None:
+        self.G, self.D, self.noise = generator, discriminator, noise
+        self.reduction, self.real_label = reduction, real_label
+
+    def _fake(self, batch: torch.Tensor, cache: dict) -> torch.Tensor:
+        # One G(z) per step, shared by both updates (as the textbook DCGAN loop does).
+        if "fake" not in cache:
+            cache["fake"] = self.G(self.noise(batch.shape[0]))
+        return cache["fake"]
+
+    def losses(self, update: str, batch: torch.Tensor, cache: dict):
+        fake = self._fake(batch, cache)
+        if update == "discriminator":
+            real_logits = self.D(batch)
+            fake_logits = self.D(fake.detach())
+            loss = discriminator_loss(real_logits, fake_logits, self.reduction, self.real_label)
+            return {"discriminator": loss}, {
+                "L_D": loss.detach(),
+                "D(x)": torch.sigmoid(real_logits.detach()).mean(),
+                "D(G(z))": torch.sigmoid(fake_logits.detach()).mean(),
+            }
+        fake_logits = self.D(fake)
+        loss = generator_loss(fake_logits, self.reduction)
+        return {"generator": loss}, {"L_G": loss.detach()}
+
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        return _with_total(means)
+
+
+def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, 1)) summed over latent dimensions, one value per example."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    eps = torch.randn(mu.shape, generator=rng)
+    return mu + eps * (0.5 * logvar).exp()
+
+
+def pixel_reconstruction(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Bernoulli negative log-likelihood of the target pixels, summed over pixels, one value per example.
+
+    Images live in [-1, 1]; they are mapped to [0, 1] intensities for the Bernoulli likelihood."""
+    p = ((recon + 1.0) * 0.5).clamp(1e-6, 1 - 1e-6)
+    t = (target + 1.0) * 0.5
+    return F.binary_cross_entropy(p, t, reduction="none").flatten(1).sum(dim=1)
+
+
+class VAEObjective:
+    """Encoder + generator (decoder) trained to reconstruct: ELBO = reconstruction + β·KL, one 'autoencoder' update."""
+
+    updates = ("autoencoder",)
+    groups = {"autoencoder": ("encoder", "generator")}
+
+    def __init__(self, encoder: nn.Module, generator: nn.Module, noise: Noise, beta: float = 1.0) -> None:
+        self.E, self.G, self.noise, self.beta = encoder, generator, noise, beta
+
+    def losses(self, update: str, batch: torch.Tensor, cache: dict):
+        mu, logvar = self.E(batch)
+        recon = self.G(reparameterise(mu, logvar, self.noise.rng))
+        rec = pixel_reconstruction(recon, batch).mean()
+        kl = kl_to_standard_normal(mu, logvar).mean()
+        loss = rec + self.beta * kl
+        return {"autoencoder": loss}, {"reconstruction": rec.detach(), "KL": kl.detach(), "ELBO_loss": (rec + kl).detach()}
+
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        return means
+
+
+class VAEGANObjective:
+    """VAE-GAN (Larsen et al. 2016): encoder, generator (decoder) and discriminator, one joint update per step.
+
+    encoder:       L_prior + L_rec
+    generator:     γ·L_rec + L_G on reconstructions and on prior samples
+    discriminator: L_D with x as real, and both reconstructions and prior samples as fakes
+    L_rec is measured in the discriminator's penultimate feature space (``recon_space='features'``, the paper's
+    learned similarity) or on pixels (``'pixels'``).  Each loss reaches only its own network's parameters.
+    """
+
+    updates = ("joint",)
+    groups = {"encoder": ("encoder",), "generator": ("generator",), "discriminator": ("discriminator",)}
+
+    def __init__(self, encoder: nn.Module, generator: nn.Module, discriminator: nn.Module, noise: Noise,
+                 gamma: float = 1.0, beta: float = 1.0, recon_space: str = "features", reduction: str = "mean",
+                 real_label: float = 1.0) -> None:
+        self.E, self.G, self.D, self.noise = encoder, generator, discriminator, noise
+        self.gamma, self.beta, self.recon_space = gamma, beta, recon_space
+        self.reduction, self.real_label = reduction, real_label
+
+    def _reconstruction(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        if self.recon_space == "pixels":
+            return pixel_reconstruction(recon, x).mean()
+        f_real = self.D.features(x).detach()
+        f_fake = self.D.features(recon)
+        return 0.5 * (f_fake - f_real).pow(2).sum(dim=1).mean()
+
+    def losses(self, update: str, batch: torch.Tensor, cache: dict):
+        n = batch.shape[0]
+        mu, logvar = self.E(batch)
+        recon = self.G(reparameterise(mu, logvar, self.noise.rng))
+        prior = self.G(self.noise(n))
+        kl = kl_to_standard_normal(mu, logvar).mean()
+        rec = self._reconstruction(batch, recon)
+        real_logits = self.D(batch)
+        fakes = torch.cat([recon, prior])
+        d_fake_logits = self.D(fakes.detach())
+        d_loss = discriminator_loss(real_logits, d_fake_logits, self.reduction, self.real_label)
+        g_fake_logits = self.D(fakes)
+        g_adv = generator_loss(g_fake_logits, self.reduction)
+        losses = {
+            "encoder": self.beta * kl + rec,
+            "generator": self.gamma * rec + g_adv,
+            "discriminator": d_loss,
+        }
+        metrics = {
+            "L_G": g_adv.detach(), "L_D": d_loss.detach(), "KL": kl.detach(), "reconstruction": rec.detach(),
+            "D(x)": torch.sigmoid(real_logits.detach()).mean(),
+            "D(G(z))": torch.sigmoid(d_fake_logits[n:].detach()).mean(),
+        }
+        return losses, metrics
+
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        return _with_total(means)
+
+
+OBJECTIVES = ("gan", "vae", "vaegan")

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+import torch
+
+from electra.image.idx import write_idx
+
+torch.set_num_threads(1)  # tests compare weights bit for bit; one thread keeps reductions in one order
+
+
+def make_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic 28×28 'digits': a bright bar whose angle depends on the label, on a black background."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=n).astype(np.uint8)
+    yy, xx = np.mgrid[0:28, 0:28] - 13.5
+    images = np.zeros((n, 28, 28), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        angle = np.pi * label / 10
+        dist = np.abs(np.cos(angle) * yy - np.sin(angle) * xx)
+        images[i] = np.clip(255 * (dist < 2.5) * (np.hypot(xx, yy) < 11) + rng.integers(0, 20, (28, 28)), 0, 255)
+    return images, labels
+
+
+@pytest.fixture
+def mnist_dir(tmp_path):
+    """A folder laid out like MNIST's download: four IDX gz files (small, synthetic)."""
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    train_x, train_y = make_digits(96, seed=1)
+    test_x, test_y = make_digits(32, seed=2)
+    write_idx(folder / "train-images-idx3-ubyte.gz", train_x)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", train_y)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", test_x)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", test_y)
+    return folder
+
+
+TINY = dict(dataset="mnist", width=4, batch_size=16, log_every=2, grid_size=4)

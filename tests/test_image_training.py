@@ -1,0 +1,102 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from electra.config import apply_overrides
+from electra.image.config import preset_config
+from electra.image.train import build_optimizers, build_schedule, build_system, train_image
+
+from conftest import TINY
+
+
+def _cfg(preset="dcgan", **extra):
+    return apply_overrides(preset_config(preset), {**TINY, **extra})
+
+
+def _weights(run):
+    return load_file(str(run / "checkpoints" / "last" / "model.safetensors"))
+
+
+def test_run_folder_has_everything(mnist_dir, tmp_path):
+    run = train_image(_cfg(data_dir=str(mnist_dir), epochs=2), out=str(tmp_path / "run"), progress=False)
+    assert json.loads((run / "config.json").read_text())["track"] == "image"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 12  # 96 images / 16 per batch × 2 epochs
+    for key in ("L_G", "L_D", "L_ELECTRA", "D(x)", "D(G(z))", "images_per_s"):
+        assert key in rows[-1]
+    assert rows[-1]["L_ELECTRA"] == pytest.approx(rows[-1]["L_G"] + rows[-1]["L_D"])
+    for name in ("samples/epoch-001.png", "samples/epoch-002.png", "samples/final.png", "loss_curve.png",
+                 "checkpoints/last/model.safetensors", "checkpoints/last/optimizer.safetensors",
+                 "checkpoints/last/state.json", "data.txt"):
+        assert (run / name).is_file(), name
+    assert "MNIST train split, 96 images" in (run / "data.txt").read_text()
+    state = json.loads((run / "checkpoints/last/state.json").read_text())
+    assert state["step"] == 12 and "discriminator" in state["optimizers"]
+
+
+def test_fixed_noise_grid_is_the_same_noise_every_epoch(mnist_dir, tmp_path):
+    from electra.image.train import fixed_noise
+
+    cfg = _cfg(data_dir=str(mnist_dir))
+    assert torch.equal(fixed_noise(cfg), fixed_noise(cfg))
+
+
+@pytest.mark.parametrize("preset", ["dcgan", "seed", "vaegan"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(mnist_dir, tmp_path, preset):
+    extra = dict(data_dir=str(mnist_dir), ema=0.9) if preset == "dcgan" else dict(data_dir=str(mnist_dir))
+    if preset == "seed":
+        extra.update(phase_both=2, phase_generator=3)
+    full = train_image(_cfg(preset, steps=10, **extra), out=str(tmp_path / "full"), progress=False)
+    part = train_image(_cfg(preset, steps=4, **extra), out=str(tmp_path / "part"), progress=False)
+    train_image(resume=str(part), overrides={"steps": 10}, progress=False)
+    a, b = _weights(full), _weights(part)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(line)["step"] for line in (part / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 10
+
+
+def _one_step(cfg, update):
+    system = build_system(cfg)
+    opts = build_optimizers(cfg, system)
+    before = {n: [p.detach().clone() for p in m.parameters()] for n, m in system.modules.items()}
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    losses, _ = system.objective.losses(update, x, {})
+    for name, loss in losses.items():
+        loss.backward(inputs=list(p for g in opts[name].param_groups for p in g["params"]), retain_graph=True)
+        opts[name].step()
+    changed = {n: any(not torch.equal(a, b) for a, b in zip(before[n], m.parameters()))
+               for n, m in system.modules.items()}
+    return changed
+
+
+def test_discriminator_update_leaves_generator_alone_and_vice_versa():
+    cfg = _cfg()
+    assert _one_step(cfg, "discriminator") == {"generator": False, "discriminator": True}
+    assert _one_step(cfg, "generator") == {"generator": True, "discriminator": False}
+
+
+def test_vae_and_vaegan_update_their_networks():
+    assert _one_step(_cfg("vae"), "autoencoder") == {"generator": True, "encoder": True}
+    assert _one_step(_cfg("vaegan"), "joint") == {"generator": True, "encoder": True, "discriminator": True}
+
+
+def test_phased_schedule_freezes_the_discriminator(mnist_dir, tmp_path):
+    cfg = _cfg("seed", data_dir=str(mnist_dir), phase_both=1, phase_generator=100, steps=4)
+    system = build_system(cfg)
+    sched = build_schedule(cfg, system)
+    assert [sched(t) for t in range(3)] == [("discriminator", "generator"), ("generator",), ("generator",)]
+
+
+def test_seed_generator_maps_100d_noise_to_28x28():
+    cfg = _cfg("seed")
+    system = build_system(cfg)
+    out = system.modules["generator"](torch.randn(3, 100))
+    assert out.shape == (3, 1, 28, 28) and out.abs().max() <= 1
+    sizes = [m.out_features for m in system.modules["generator"].modules() if isinstance(m, torch.nn.Linear)]
+    assert sizes == [1024, 512, 256, 128, 784]
+    d_sizes = [m.out_features for m in system.modules["discriminator"].modules() if isinstance(m, torch.nn.Linear)]
+    assert d_sizes == [128, 128, 1]
