@@ -92,8 +92,9 @@ PRESETS: dict[str, dict] = {
     "seed": dict(model="seed-mlp", objective="gan", schedule="phased", lr=1e-4, beta1=0.9, batch_size=128,
                  epochs=30),
     # The best-quality GAN default: DCGAN-28 with the usual Radford et al. settings.
-    "dcgan": dict(model="dcgan", objective="gan", schedule="alternating", lr=2e-4, beta1=0.5, batch_size=64,
-                  epochs=20),
+    # Width 32 (not 64): 2.2× the images/s on a 2-core CPU for digits of the same legibility in a fixed budget.
+    "dcgan": dict(model="dcgan", width=32, objective="gan", schedule="alternating", lr=2e-4, beta1=0.5,
+                  batch_size=64, epochs=25),
     # Generator trained "like an autoencoder": encoder + generator, ELBO.
     "vae": dict(model="dcgan", objective="vae", schedule="every-step", lr=1e-3, beta1=0.9, batch_size=64,
                 epochs=20),

@@ -92,8 +92,10 @@ class ImageHooks(Hooks):
         if ema is None:
             return
         live = self.system.modules["generator"]
+        # Warm-up: early on the average would be dominated by the random initial weights.
+        decay = min(self.system.config.ema, (1.0 + step) / (10.0 + step))
         with torch.no_grad():
-            torch._foreach_lerp_(list(ema.parameters()), list(live.parameters()), 1.0 - self.system.config.ema)
+            torch._foreach_lerp_(list(ema.parameters()), list(live.parameters()), 1.0 - decay)
             for b_ema, b in zip(ema.buffers(), live.buffers()):
                 b_ema.copy_(b)
 
