@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+from pathlib import Path
 
 from electra.config import load_config_file, parse_assignments
 from electra.errors import UserError
@@ -58,6 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmds.add_parser("presets", help="list the named configs")
 
+    ev = cmds.add_parser("eval", help="LeNet-FID, KID, precision/recall, class coverage beside the real-data floor")
+    ev.add_argument("target", help="run folder, N×28×28 .npy, or folder of 28×28 PNGs")
+    ev.add_argument("--dataset", default=None, help="reference data (default: the run's, or mnist)")
+    ev.add_argument("--data-dir", default=None)
+    ev.add_argument("--n", type=int, default=10_000, help="images to sample from a run folder")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--no-floor", action="store_true", help="skip scoring real training images")
+
+    pr = cmds.add_parser("probe", help="linear probe of the discriminator's features vs a random discriminator")
+    pr.add_argument("run_dir")
+    pr.add_argument("--dataset", default=None)
+    pr.add_argument("--data-dir", default=None)
+    pr.add_argument("--n-train", type=int, default=10_000)
+
     text = tracks.add_parser("text", help="ELECTRA replaced-token-detection pre-training (coming)")
     text.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
@@ -105,6 +119,24 @@ def dispatch(args, extra: list[str]) -> int:
 
         path = sample_run(args.run_dir, args.n, args.out, seed=args.seed, interpolate=args.interpolate)
         print(f"wrote {path}")
+        return 0
+    if args.command == "eval":
+        from electra.image.evaluate import evaluate, format_report
+
+        report = evaluate(args.target, args.dataset, args.data_dir, n=args.n, seed=args.seed, floor=not args.no_floor)
+        print(format_report(report))
+        print(f"wrote {report['written_to']}")
+        return 0
+    if args.command == "probe":
+        import json
+
+        from electra.image.probe import probe
+
+        result = probe(args.run_dir, args.dataset, args.data_dir, n_train=args.n_train)
+        print(f"linear probe on {result['dataset']} ({result['n_train']} train / {result['n_test']} test): "
+              f"trained D {result['trained_discriminator_accuracy']:.4f}, "
+              f"random D {result['random_discriminator_accuracy']:.4f}")
+        (Path(args.run_dir) / "probe.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         return 0
     raise UserError(f"unknown command {args.command}")
 
