@@ -42,6 +42,7 @@ class ImageConfig:
     beta2: float = 0.999
     batch_size: int = 64
     ema: float = 0.0                     # decay of an exponential moving average of G's weights used for sampling
+    channels_last: bool = True           # NHWC activations: ~10% faster oneDNN convolutions on CPU, same maths
     # length
     epochs: int | None = 20
     steps: int | None = None             # overrides epochs

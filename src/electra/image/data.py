@@ -227,13 +227,14 @@ class EpochBatches:
 
     Being a pure function of the step, a resumed run sees exactly the batches the uninterrupted run would have."""
 
-    def __init__(self, images: torch.Tensor, batch_size: int, seed: int) -> None:
+    def __init__(self, images: torch.Tensor, batch_size: int, seed: int, channels_last: bool = False) -> None:
         if len(images) < batch_size:
             raise UserError(f"the data has {len(images)} images, fewer than one batch of {batch_size}; "
                             f"lower --batch-size")
         self.images = images
         self.batch_size = batch_size
         self.seed = seed
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.steps_per_epoch = len(images) // batch_size
         self._epoch = -1
         self._perm: torch.Tensor | None = None
@@ -245,4 +246,4 @@ class EpochBatches:
             self._perm = torch.randperm(len(self.images), generator=g)
             self._epoch = epoch
         idx = self._perm[i * self.batch_size:(i + 1) * self.batch_size]
-        return to_model_range(self.images[idx])
+        return to_model_range(self.images[idx]).contiguous(memory_format=self.memory_format)

@@ -1,0 +1,67 @@
+"""Helpers the benchmark scripts share: a matmul peak, FLOP counting from layer shapes, medians, peak RSS."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:
+    """Best-of-3 float32 GEMM rate on this machine, measured now (the 'peak' the MFU figures divide by)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        best = max(best, 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def forward_macs(module: nn.Module, example: torch.Tensor) -> int:
+    """Multiply-accumulates of one forward pass for one example, from Conv/ConvTranspose/Linear shapes."""
+    total = 0
+
+    def hook(m, inputs, output):
+        nonlocal total
+        if isinstance(m, nn.Linear):
+            total += m.in_features * m.out_features * (output.numel() // output.shape[-1]) // output.shape[0]
+        elif isinstance(m, nn.Conv2d):
+            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
+            total += k * output[0].numel()
+        elif isinstance(m, nn.ConvTranspose2d):
+            k = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            total += k * inputs[0][0].numel()
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d,
+                                                                                       nn.ConvTranspose2d))]
+    was = module.training
+    module.eval()
+    with torch.no_grad():
+        module(example)
+    module.train(was)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def say(*args):
+    print(*args, flush=True, file=sys.stdout)
