@@ -60,10 +60,20 @@ def _optimizer_split(opt: torch.optim.Optimizer, name: str) -> tuple[dict[str, t
     return tensors, scalars
 
 
+def _like_param(saved: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """Saved state laid out like its parameter (safetensors stores contiguous tensors; a channels-last parameter
+    with contiguous Adam moments would make the fused kernel pair the wrong elements)."""
+    if saved.shape != param.shape:
+        return saved
+    return torch.empty_like(param, dtype=saved.dtype).copy_(saved)
+
+
 def _optimizer_join(opt: torch.optim.Optimizer, name: str, tensors: dict[str, torch.Tensor], scalars: dict) -> None:
+    params = [p for g in opt.param_groups for p in g["params"]]
     state = {}
     for pid, entry in scalars["state"].items():
-        state[int(pid)] = {k: (tensors[f"{name}.{pid}.{k}"] if v == "tensor" else v) for k, v in entry.items()}
+        state[int(pid)] = {k: (_like_param(tensors[f"{name}.{pid}.{k}"], params[int(pid)]) if v == "tensor" else v)
+                           for k, v in entry.items()}
     opt.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
 
 
