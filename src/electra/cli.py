@@ -72,9 +72,79 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--data-dir", default=None)
     pr.add_argument("--n-train", type=int, default=10_000)
 
-    text = tracks.add_parser("text", help="ELECTRA replaced-token-detection pre-training (coming)")
-    text.add_argument("rest", nargs=argparse.REMAINDER)
+    text = tracks.add_parser("text", help="ELECTRA replaced-token-detection pre-training of text encoders")
+    tcmds = text.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    tok = tcmds.add_parser("tokenizer", help="train a lower-cased WordPiece vocabulary")
+    tok.add_argument("--files", nargs="+", required=True)
+    tok.add_argument("--vocab-size", type=int, default=8192)
+    tok.add_argument("--out", required=True)
+
+    prep = tcmds.add_parser("prepare", help="tokenise and pack a corpus into memory-mapped shards")
+    prep.add_argument("--files", nargs="+", required=True)
+    prep.add_argument("--tokenizer", required=True, help="tokenizer folder, vocab.txt or tokenizer.json")
+    prep.add_argument("--seq-len", type=int, default=128)
+    prep.add_argument("--out", required=True)
+    prep.add_argument("--encoding", default="utf-8")
+    prep.add_argument("--errors", default="strict", choices=["strict", "replace", "ignore"])
+    prep.add_argument("--seed", type=int, default=0)
+
+    pre = tcmds.add_parser("pretrain", help="ELECTRA (rtd) or masked-LM (mlm) pre-training",
+                           epilog="presets: tiny (CPU, minutes), small, base, large (the paper's sizes). Any config "
+                                  "key can be overridden: key=value or --key value.")
+    pre.add_argument("--data", default=None, help="prepared shards folder")
+    pre.add_argument("--files", nargs="+", default=None, help="text files, prepared into the run folder")
+    pre.add_argument("--tokenizer", default=None)
+    pre.add_argument("--vocab-size", type=int, default=8192, help="with --files and no --tokenizer")
+    pre.add_argument("--preset", default=None)
+    pre.add_argument("--objective", default=None, choices=["rtd", "mlm"])
+    pre.add_argument("--steps", type=int, default=None)
+    pre.add_argument("--minutes", type=float, default=None)
+    pre.add_argument("--batch-size", type=int, default=None)
+    pre.add_argument("--seq-len", type=int, default=None)
+    pre.add_argument("--lr", type=float, default=None)
+    pre.add_argument("--seed", type=int, default=None)
+    pre.add_argument("--out", default=None)
+    pre.add_argument("--resume", default=None, metavar="RUN_DIR")
+    pre.add_argument("--init-from", default=None, metavar="HF_DIR")
+    pre.add_argument("--encoding", default="utf-8")
+    pre.add_argument("--errors", default="strict", choices=["strict", "replace", "ignore"])
+    pre.add_argument("--quiet", action="store_true")
     return parser
+
+
+def _text(args, extra: list[str]) -> int:
+    if args.command == "tokenizer":
+        from electra.text.tokenizer import train_tokenizer
+
+        print(f"wrote {train_tokenizer(args.files, args.vocab_size, args.out)}")
+        return 0
+    if args.command == "prepare":
+        import json
+
+        from electra.text.corpus import prepare_corpus
+
+        out = prepare_corpus(args.files, args.tokenizer, args.seq_len, args.out, args.encoding, args.errors,
+                             seed=args.seed)
+        m = json.loads((out / "manifest.json").read_text())
+        print(f"wrote {out}: {m['rows']} examples, {m['tokens']} tokens, {m['documents']} documents, "
+              f"{len(m['shards'])} shard(s)")
+        return 0
+    from electra.text.config import TextConfig, preset_config
+    from electra.text.pretrain import pretrain
+
+    overrides = {k: getattr(args, k) for k in ("objective", "steps", "minutes", "batch_size", "seq_len", "lr", "seed")
+                 if getattr(args, k) is not None}
+    overrides.update(parse_assignments(extra))
+    if args.resume:
+        if args.preset or args.data or args.files:
+            raise UserError("--resume takes the run folder's own config and data; drop --preset/--data/--files")
+        pretrain(resume=args.resume, overrides=overrides, progress=not args.quiet)
+        return 0
+    cfg = preset_config(args.preset or TextConfig.preset)
+    pretrain(cfg, data=args.data, files=args.files, tokenizer=args.tokenizer, out=args.out,
+             init_from=args.init_from, overrides=overrides, vocab_size=args.vocab_size, encoding=args.encoding,
+             errors=args.errors, progress=not args.quiet)
+    return 0
 
 
 def _image_train(args, extra: list[str]) -> int:
@@ -103,7 +173,9 @@ def _image_train(args, extra: list[str]) -> int:
 
 def dispatch(args, extra: list[str]) -> int:
     if args.track == "text":
-        raise UserError("the text track (ELECTRA pre-training) is not built yet; see the README")
+        if args.command != "pretrain" and extra:
+            raise UserError(f"unexpected arguments: {' '.join(extra)}")
+        return _text(args, extra)
     if args.command == "train":
         return _image_train(args, extra)
     if extra:

@@ -23,7 +23,17 @@ LAST = "last"
 
 
 def flatten_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
-    return {f"{name}.{k}": v.detach().contiguous() for name, m in modules.items() for k, v in m.state_dict().items()}
+    """Every module's state under ``module.`` prefixes.  Tensors shared between keys (tied or shared embeddings)
+    are stored once per key — safetensors refuses aliases — and re-shared by the model on load."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, m in modules.items():
+        for k, v in m.state_dict().items():
+            v = v.detach()
+            ptr = v.untyped_storage().data_ptr() if v.numel() else id(v)
+            out[f"{name}.{k}"] = v.clone().contiguous() if ptr in seen else v.contiguous()
+            seen.add(ptr)
+    return out
 
 
 def load_modules(modules: dict[str, torch.nn.Module], tensors: dict[str, torch.Tensor], source: Path) -> None:

@@ -9,31 +9,36 @@ import torch
 
 
 class RunningMeans:
-    """Sums detached scalar tensors on the device; ``pop`` syncs once per log interval, not once per step."""
+    """Sums detached scalar tensors on the device; ``pop`` syncs once per log interval, not once per step.
+
+    Non-finite values (e.g. an AUC on a batch with one class) are left out of their mean."""
 
     def __init__(self) -> None:
         self._sums: dict[str, torch.Tensor] = {}
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, torch.Tensor] = {}
 
     def add(self, metrics: dict[str, torch.Tensor]) -> None:
         for k, v in metrics.items():
             v = v.detach().float()
+            finite = torch.isfinite(v)
+            v = torch.where(finite, v, torch.zeros_like(v))
             if k in self._sums:
                 self._sums[k] += v
-                self._counts[k] += 1
+                self._counts[k] += finite
             else:
                 self._sums[k] = v.clone()
-                self._counts[k] = 1
+                self._counts[k] = finite.float()
 
     def pop(self) -> dict[str, float]:
         if not self._sums:
             return {}
         keys = list(self._sums)
-        values = torch.stack([self._sums[k] for k in keys]).tolist()
-        out = {k: v / self._counts[k] for k, v in zip(keys, values)}
+        sums = torch.stack([self._sums[k] for k in keys])
+        counts = torch.stack([self._counts[k] for k in keys])
+        values = torch.where(counts > 0, sums / counts.clamp(min=1), torch.full_like(sums, float("nan"))).tolist()
         self._sums.clear()
         self._counts.clear()
-        return out
+        return dict(zip(keys, values))
 
 
 class MetricsLog:

@@ -36,6 +36,7 @@ class Hooks:
     def after_step(self, trainer: "Trainer", step: int) -> None: ...
     def on_epoch_end(self, trainer: "Trainer", epoch: int) -> None: ...
     def on_log(self, trainer: "Trainer", row: dict) -> None: ...
+    def on_checkpoint(self, trainer: "Trainer") -> None: ...
     def on_finish(self, trainer: "Trainer") -> None: ...
 
 
@@ -60,6 +61,7 @@ class Trainer:
     hooks: Hooks = field(default_factory=Hooks)
     extra_state: Callable[[], dict] = dict           # track state stored in checkpoints
     progress: bool = True
+    checkpoint_each_epoch: bool = True               # image epochs are short; text epochs may be tiny or huge
 
     def __post_init__(self) -> None:
         self.step = 0
@@ -94,7 +96,9 @@ class Trainer:
 
     def checkpoint(self) -> Path:
         state = {"step": self.step, **self.extra_state()}
-        return save_checkpoint(self.run_dir, self.modules, self.optimizers, self.generators, state)
+        path = save_checkpoint(self.run_dir, self.modules, self.optimizers, self.generators, state)
+        self.hooks.on_checkpoint(self)
+        return path
 
     def run(self, start_step: int = 0) -> dict[str, float]:
         """Train from ``start_step`` to ``total_steps`` (or until ``max_seconds``); return the last logged row."""
@@ -138,7 +142,8 @@ class Trainer:
                     last_row = row
                 if epoch_done:
                     self.hooks.on_epoch_end(self, self.step // self.steps_per_epoch)
-                if self.step % self.checkpoint_every == 0 or epoch_done or is_last or out_of_time:
+                if (self.step % self.checkpoint_every == 0 or (epoch_done and self.checkpoint_each_epoch)
+                        or is_last or out_of_time):
                     self.checkpoint()
                 if out_of_time and not is_last:
                     self.stopped_early = True

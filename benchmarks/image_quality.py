@@ -1,0 +1,108 @@
+"""Sample quality per CPU-minute: each preset trained for a fixed wall-clock budget on full MNIST, then scored.
+
+For every budget (minutes) it trains each candidate with ``electra image train --minutes B``, samples 10,000
+images, and scores them with the project's evaluator (LeNet-FID, KID, precision/recall, class coverage) against
+the MNIST test split.  Beside them: the real-data floor and the textbook DCGAN loop (pytorch/examples style,
+width 64 as in the tutorial) trained for the same budget.  Prints a table and a final summary line.
+
+    python benchmarks/image_quality.py [--budgets 3 10] [--candidates seed dcgan vae vaegan dcgan-ema]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+import torch
+
+from common import SHARED, say
+from electra.config import apply_overrides
+from electra.image.config import preset_config
+from electra.image.evaluate import evaluate
+from electra.image.train import sample_images, train_image
+
+CANDIDATES = {
+    "seed": ("seed", {}),
+    "dcgan": ("dcgan", {}),
+    "dcgan-ema": ("dcgan", {"ema": 0.999}),
+    "vae": ("vae", {}),
+    "vaegan": ("vaegan", {}),
+}
+COLUMNS = ("fid", "kid", "precision", "recall", "classes_covered", "class_kl")
+
+
+def train_textbook(minutes: float, out: Path) -> tuple[int, np.ndarray]:
+    from image_throughput import TextbookLoop
+
+    from electra.image.data import load_dataset
+
+    data = load_dataset("mnist", "train", str(SHARED / "mnist"))
+    cfg = apply_overrides(preset_config("dcgan"), {"width": 64})
+    loop = TextbookLoop(cfg, data.images)
+    t, steps = time.perf_counter(), 0
+    while time.perf_counter() - t < minutes * 60:
+        loop.step()
+        steps += 1
+    z = torch.randn(10_000, 100, generator=torch.Generator().manual_seed(0))
+    images = sample_images(loop.netG, z).numpy()
+    np.save(out, images)
+    return steps, images
+
+
+def row(name, budget, steps, report, key="generated"):
+    r = report[key]
+    return {"candidate": name, "minutes": budget, "steps": steps, **{c: r[c] for c in COLUMNS}}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--budgets", type=float, nargs="+", default=[3.0, 10.0])
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
+    parser.add_argument("--no-textbook", action="store_true")
+    parser.add_argument("--out", default=None, help="keep runs and a results JSON here")
+    args = parser.parse_args()
+    root = Path(args.out or tempfile.mkdtemp(prefix="image_quality-"))
+    root.mkdir(parents=True, exist_ok=True)
+    data_dir = str(SHARED / "mnist")
+    rows, floor = [], None
+    for budget in args.budgets:
+        for name in args.candidates:
+            preset, extra = CANDIDATES[name]
+            cfg = apply_overrides(preset_config(preset), {"dataset": "mnist", "data_dir": data_dir, "epochs": 1000,
+                                                          "minutes": budget, **extra})
+            run = train_image(cfg, out=str(root / f"{name}-{budget:g}min"), progress=False)
+            steps = json.loads((run / "checkpoints/last/state.json").read_text())["step"]
+            report = evaluate(run, "mnist", data_dir, n=10_000, floor=floor is None, progress=False)
+            floor = floor or report.get("real_floor")
+            rows.append(row(name, budget, steps, report))
+            say(json.dumps(rows[-1]))
+        if not args.no_textbook:
+            npy = root / f"textbook-{budget:g}min.npy"
+            steps, _ = train_textbook(budget, npy)
+            report = evaluate(npy, "mnist", data_dir, n=10_000, floor=False, progress=False)
+            rows.append(row("textbook-dcgan64", budget, steps, report))
+            say(json.dumps(rows[-1]))
+    header = f"{'candidate':18s} {'min':>4s} {'steps':>6s} {'FID':>8s} {'KID':>8s} {'prec':>6s} {'recall':>6s} {'cls':>4s} {'KL':>7s}"
+    say("\n" + header)
+    for r in rows + ([{"candidate": "real floor", "minutes": 0, "steps": 0, **{c: floor[c] for c in COLUMNS}}] if floor else []):
+        say(f"{r['candidate']:18s} {r['minutes']:4g} {r['steps']:6d} {r['fid']:8.2f} {r['kid']:8.3f} "
+            f"{r['precision']:6.3f} {r['recall']:6.3f} {r['classes_covered']:4d} {r['class_kl']:7.4f}")
+    (root / "results.json").write_text(json.dumps({"rows": rows, "real_floor": floor}, indent=2))
+    for budget in args.budgets:
+        mine = [r for r in rows if r["minutes"] == budget and not r["candidate"].startswith("textbook")]
+        best = min(mine, key=lambda r: r["fid"])
+        base = [r for r in rows if r["minutes"] == budget and r["candidate"].startswith("textbook")]
+        ratio = f", textbook FID {base[0]['fid']:.2f} → ratio {best['fid'] / base[0]['fid']:.2f}" if base else ""
+        say(f"SUMMARY image_quality {budget:g} min: best {best['candidate']} FID {best['fid']:.2f}, "
+            f"{best['classes_covered']} classes, KL {best['class_kl']:.4f}{ratio}")
+
+
+if __name__ == "__main__":
+    main()

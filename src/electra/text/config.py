@@ -1,0 +1,108 @@
+"""The text track's configuration object and the paper's model sizes as presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from electra.config import apply_overrides
+from electra.errors import UserError
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    preset: str = "tiny"
+    objective: str = "rtd"                # rtd (ELECTRA) | mlm (BERT-style masked LM, same harness)
+    # discriminator (the product)
+    embedding_size: int = 128
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 2
+    intermediate_size: int = 512
+    max_position_embeddings: int = 512
+    dropout: float = 0.1
+    # generator: same depth, a fraction of the discriminator's width (heads and FFN scale with it)
+    generator_width: float = 0.25
+    # masking and the joint loss
+    mask_prob: float = 0.15               # positions masked per sequence (at most ⌊(mask_prob + 0.005)·L⌋)
+    mask_token_prob: float = 0.85         # of the masked: replaced by [MASK]; the rest keep their token
+    disc_weight: float = 50.0             # λ in L = L_MLM + λ·L_Disc
+    temperature: float = 1.0              # sampling temperature of the generator's softmax
+    # optimisation (official ELECTRA: AdamW, ε 1e-6, wd 0.01 except LayerNorm/bias, warm-up + linear decay)
+    lr: float = 5e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    warmup_steps: int = 10_000
+    grad_clip: float = 1.0
+    batch_size: int = 128
+    seq_len: int = 128
+    steps: int = 1_000_000
+    minutes: float | None = None
+    # bookkeeping
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    plateau_check_step: int = 1000        # warn if the discriminator's AUC is still ≈ 0.5 at this step (0 = never)
+
+    def validate(self) -> None:
+        checks = [
+            (self.objective in ("rtd", "mlm"), "objective must be rtd or mlm"),
+            (self.hidden_size % self.num_heads == 0, "hidden_size must be a multiple of num_heads"),
+            (min(self.embedding_size, self.hidden_size, self.num_layers, self.num_heads, self.intermediate_size) > 0,
+             "model sizes must be positive"),
+            (0 < self.generator_width <= 1, "generator_width must lie in (0, 1]"),
+            (0 < self.mask_prob < 1 and 0 <= self.mask_token_prob <= 1, "mask probabilities must lie in (0, 1)"),
+            (self.disc_weight >= 0 and self.temperature > 0, "disc_weight must be ≥ 0 and temperature > 0"),
+            (self.lr > 0 and self.eps > 0 and self.weight_decay >= 0, "lr and eps must be positive"),
+            (self.batch_size >= 1 and self.steps >= 1 and self.warmup_steps >= 0, "batch_size/steps must be positive"),
+            (8 <= self.seq_len <= self.max_position_embeddings,
+             f"seq_len must lie in [8, max_position_embeddings={self.max_position_embeddings}]"),
+            (self.minutes is None or self.minutes > 0, "minutes must be positive"),
+            (self.log_every >= 1 and self.checkpoint_every >= 1, "log_every and checkpoint_every must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(f"bad config: {message}")
+
+    def generator_sizes(self) -> dict:
+        hidden = max(1, int(round(self.hidden_size * self.generator_width)))
+        heads = max(1, int(round(self.num_heads * self.generator_width)))
+        while hidden % heads:
+            heads -= 1
+        return {"hidden_size": hidden, "num_heads": heads,
+                "intermediate_size": max(1, int(round(self.intermediate_size * self.generator_width)))}
+
+
+PRESETS: dict[str, dict] = {
+    # CPU preset: learns within minutes here (see the README's plateau section for how it was chosen).
+    "tiny": dict(embedding_size=128, hidden_size=128, num_layers=4, num_heads=2, intermediate_size=512,
+                 batch_size=32, seq_len=128, lr=1e-3, warmup_steps=200, steps=3000, log_every=25,
+                 checkpoint_every=500, plateau_check_step=600),
+    # ELECTRA-Small (Clark et al. 2020, Table 6): 12 × 256, 4 heads, FFN 1024, embeddings 128, generator ¼.
+    "small": dict(embedding_size=128, hidden_size=256, num_layers=12, num_heads=4, intermediate_size=1024,
+                  generator_width=0.25, batch_size=128, seq_len=128, lr=5e-4, warmup_steps=10_000,
+                  steps=1_000_000),
+    # ELECTRA-Base: 12 × 768, generator ⅓ width, batch 256, lr 2e-4, 766k steps.
+    "base": dict(embedding_size=768, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072,
+                 generator_width=1 / 3, batch_size=256, seq_len=512, lr=2e-4, warmup_steps=10_000, steps=766_000),
+    # ELECTRA-Large: 24 × 1024, generator ¼ width, batch 2048, lr 2e-4, 400k steps, 25% masking.
+    "large": dict(embedding_size=1024, hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=4096,
+                  generator_width=0.25, batch_size=2048, seq_len=512, lr=2e-4, warmup_steps=10_000, steps=400_000,
+                  mask_prob=0.25),
+}
+
+
+def preset_config(name: str) -> TextConfig:
+    if name not in PRESETS:
+        raise UserError(f"unknown text preset '{name}'; choose one of {', '.join(PRESETS)}")
+    return apply_overrides(TextConfig(preset=name), PRESETS[name])
+
+
+def config_from_dict(values: dict) -> TextConfig:
+    known = {f.name for f in dataclasses.fields(TextConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"config has keys a text run does not know ({', '.join(unknown[:5])}); is this an image run?")
+    return apply_overrides(TextConfig(), values)

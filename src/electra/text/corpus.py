@@ -1,0 +1,263 @@
+"""Corpus → memory-mapped token shards, packed the way the official ELECTRA data builder packs them.
+
+Text is streamed line by line (a blank line ends a document) and tokenised in batches by the Rust tokenizer
+(which uses every core); examples ``[CLS] A [SEP] B [SEP]`` are written to fixed-length uint16 rows in shard files
+of ``shard_rows`` rows, then a small JSON manifest.  Nothing holds the whole corpus in memory, and the output folder
+appears only when complete.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from electra.errors import UserError
+from electra.text.tokenizer import load_tokenizer, save_tokenizer, special_ids, tokenizer_hash
+
+MANIFEST = "manifest.json"
+FORMAT = "electra-shards-1"
+
+
+def check_text_files(files, encoding: str = "utf-8", errors: str = "strict") -> list[Path]:
+    """Every file exists, is not empty, is text (no NUL bytes) and decodes; errors name the file and byte offset."""
+    if not files:
+        raise UserError("no input files given (--files F …)")
+    paths = [Path(f) for f in files]
+    has_text = False
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"text file {path} does not exist")
+        decoder = codecs.getincrementaldecoder(encoding)(errors)
+        offset = 0
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                nul = chunk.find(b"\x00")
+                if nul >= 0:
+                    raise UserError(f"{path} looks binary (NUL byte at offset {offset + nul}); give plain text files")
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    raise UserError(f"{path} is not valid {encoding} at byte offset {offset + exc.start}; pass "
+                                    f"--encoding ENC or --errors replace") from None
+                offset += len(chunk)
+                has_text = has_text or bool(chunk.strip())
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise UserError(f"{path} ends inside a {encoding} character (byte offset {offset}); pass --errors "
+                            f"replace") from None
+    if not has_text:
+        raise UserError(f"the corpus ({', '.join(str(p) for p in paths)}) is empty")
+    return paths
+
+
+def stream_lines(paths: list[Path], encoding: str, errors: str) -> Iterator[str]:
+    for path in paths:
+        with open(path, encoding=encoding, errors=errors) as f:
+            for line in f:
+                yield line.strip()
+        yield ""  # the end of a file ends its last document
+
+
+class ExampleBuilder:
+    """Packs sentences into pre-training examples as the official ``build_pretraining_dataset.py`` does.
+
+    Sentences of a document accumulate until they reach the target length; then the first segment takes
+    sentences up to half the target (10% of the time: everything, a single-segment example), the second the rest;
+    both are trimmed to fit.  5% of the time the next target length is random in [5, max_length] instead of
+    max_length, so the model also sees short inputs."""
+
+    def __init__(self, max_length: int, rng: random.Random) -> None:
+        self.max_length, self.rng = max_length, rng
+        self.sentences: list[list[int]] = []
+        self.length = 0
+        self.target = max_length
+
+    def add(self, ids: list[int] | None) -> tuple[list[int], list[int]] | None:
+        """Add one line's token ids (None or [] at a document boundary); return a finished (A, B) or None."""
+        if not ids:
+            return self._finish() if self.length else None
+        self.sentences.append(ids)
+        self.length += len(ids)
+        return self._finish() if self.length >= self.target else None
+
+    def _finish(self) -> tuple[list[int], list[int]]:
+        first_target = 100_000 if self.rng.random() < 0.1 else (self.target - 3) // 2
+        first: list[int] = []
+        second: list[int] = []
+        for sentence in self.sentences:
+            if (not first or len(first) + len(sentence) < first_target
+                    or (not second and len(first) < first_target and self.rng.random() < 0.5)):
+                first += sentence
+            else:
+                second += sentence
+        first = first[: self.max_length - 2]
+        second = second[: max(0, self.max_length - len(first) - 3)]
+        self.sentences, self.length = [], 0
+        self.target = self.rng.randint(5, self.max_length) if self.rng.random() < 0.05 else self.max_length
+        return first, second
+
+
+class ShardWriter:
+    def __init__(self, folder: Path, seq_len: int, dtype, pad_id: int, shard_rows: int) -> None:
+        self.folder, self.seq_len, self.dtype, self.pad_id, self.shard_rows = folder, seq_len, dtype, pad_id, shard_rows
+        self.buffer = np.full((shard_rows, seq_len), pad_id, dtype=dtype)
+        self.fill = 0
+        self.shards: list[dict] = []
+        self.tokens = 0
+
+    def add(self, row: list[int]) -> None:
+        self.buffer[self.fill, : len(row)] = row
+        self.fill += 1
+        self.tokens += len(row)
+        if self.fill == self.shard_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.fill:
+            return
+        name = f"shard-{len(self.shards):05d}.bin"
+        self.buffer[: self.fill].tofile(self.folder / name)
+        self.shards.append({"file": name, "rows": self.fill})
+        self.buffer[:] = self.pad_id
+        self.fill = 0
+
+
+def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "utf-8", errors: str = "strict",
+                   seed: int = 0, shard_rows: int = 65_536, batch_lines: int = 4096, progress: bool = True) -> Path:
+    """Tokenise and pack ``files`` into shards under ``out``; return ``out``."""
+    paths = check_text_files(files, encoding, errors)
+    if seq_len < 8:
+        raise UserError(f"--seq-len {seq_len} is too short; use at least 8")
+    tokenizer = load_tokenizer(tokenizer_path)
+    ids = special_ids(tokenizer)
+    vocab_size = tokenizer.get_vocab_size()
+    dtype = np.uint16 if vocab_size <= 65_535 else np.int32
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"output folder {out} is not empty; choose another --out")
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        writer = ShardWriter(tmp, seq_len, dtype, ids["pad"], shard_rows)
+        builder = ExampleBuilder(seq_len, random.Random(seed))
+        documents = 0
+        total_bytes = sum(p.stat().st_size for p in paths)
+        bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="preparing", disable=not progress)
+
+        def emit(example):
+            if example is not None:
+                a, b = example
+                writer.add([ids["cls"], *a, ids["sep"], *([*b, ids["sep"]] if b else [])])
+
+        batch: list[str] = []
+
+        def drain():
+            nonlocal documents
+            texts = [line for line in batch if line]
+            encoded = iter(tokenizer.encode_batch(texts, add_special_tokens=False)) if texts else iter(())
+            for line in batch:
+                if line:
+                    emit(builder.add(next(encoded).ids or None))
+                else:
+                    documents += 1
+                    emit(builder.add(None))
+                bar.update(len(line.encode(encoding, errors="replace")) + 1)
+            batch.clear()
+
+        for line in stream_lines(paths, encoding, errors):
+            batch.append(line)
+            if len(batch) >= batch_lines:
+                drain()
+        drain()
+        emit(builder.add(None))
+        writer.flush()
+        bar.close()
+        rows = sum(s["rows"] for s in writer.shards)
+        if rows == 0:
+            raise UserError(f"the corpus produced no examples (no text after tokenising {', '.join(map(str, paths))})")
+        save_tokenizer(tokenizer, tmp / "tokenizer")
+        manifest = {"format": FORMAT, "seq_len": seq_len, "dtype": np.dtype(dtype).name, "vocab_size": vocab_size,
+                    "tokenizer_hash": tokenizer_hash(tokenizer), "special_ids": ids, "rows": rows,
+                    "tokens": writer.tokens, "documents": documents, "shards": writer.shards,
+                    "sources": [str(p) for p in paths]}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+class TokenShards:
+    """Memory-mapped rows of a prepared corpus; ``batch(step)`` is a pure function of the step (resumable)."""
+
+    def __init__(self, folder, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        folder = Path(folder)
+        path = folder / MANIFEST
+        if not path.is_file():
+            raise UserError(f"{folder} is not a prepared corpus (no {MANIFEST}); run 'electra text prepare'")
+        try:
+            self.manifest = json.loads(path.read_text(encoding="utf-8"))
+            if self.manifest.get("format") != FORMAT:
+                raise ValueError(f"format {self.manifest.get('format')!r}")
+        except ValueError as exc:
+            raise UserError(f"{path} is not a valid corpus manifest ({exc})") from None
+        m = self.manifest
+        self.folder, self.seq_len, self.special = folder, m["seq_len"], m["special_ids"]
+        dtype = np.dtype(m["dtype"])
+        self.arrays = []
+        for shard in m["shards"]:
+            f = folder / shard["file"]
+            expected = shard["rows"] * self.seq_len * dtype.itemsize
+            if not f.is_file() or f.stat().st_size != expected:
+                size = f.stat().st_size if f.is_file() else 0
+                raise UserError(f"shard {f} is truncated or missing ({size} of {expected} bytes); prepare the corpus "
+                                f"again")
+            self.arrays.append(np.memmap(f, dtype=dtype, mode="r", shape=(shard["rows"], self.seq_len)))
+        self.offsets = np.cumsum([0] + [a.shape[0] for a in self.arrays])
+        self.rows = int(self.offsets[-1])
+        self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
+        global_batch = batch_size * world
+        if self.rows < global_batch:
+            raise UserError(f"the corpus has {self.rows} examples, fewer than one batch of {global_batch}; lower "
+                            f"--batch-size or add text")
+        self.steps_per_epoch = self.rows // global_batch
+        self._epoch, self._perm = -1, None
+
+    def rows_at(self, index: np.ndarray) -> np.ndarray:
+        shard = np.searchsorted(self.offsets, index, side="right") - 1
+        out = np.empty((len(index), self.seq_len), dtype=np.int64)
+        for s in np.unique(shard):
+            sel = shard == s
+            out[sel] = self.arrays[s][index[sel] - self.offsets[s]]
+        return out
+
+    def __call__(self, step: int):
+        import torch
+
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            self._perm = np.random.default_rng(self.seed * 1_000_003 + epoch).permutation(self.rows)
+            self._epoch = epoch
+        start = (i * self.world + self.rank) * self.batch_size
+        ids = torch.from_numpy(self.rows_at(np.sort(self._perm[start:start + self.batch_size])))
+        return make_batch(ids, self.special["pad"], self.special["sep"])
+
+
+def make_batch(input_ids, pad_id: int, sep_id: int) -> dict:
+    """input_ids → the dict a model takes; segment B is everything after the first [SEP]."""
+    is_sep = (input_ids == sep_id).long()
+    attention_mask = (input_ids != pad_id).long()
+    token_type_ids = ((is_sep.cumsum(1) - is_sep) >= 1).long() * attention_mask
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}

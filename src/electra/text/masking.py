@@ -1,0 +1,59 @@
+"""Small pure helpers of the RTD objective: choosing positions to mask, Gumbel-max sampling, ranking metrics."""
+
+from __future__ import annotations
+
+import torch
+
+
+def mask_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,
+                   mask_prob: float, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Choose ~mask_prob of each row's non-special tokens, at most ⌊(mask_prob + 0.005)·L⌋ (the official cap).
+
+    Returns (positions B×P, weights B×P): weight 1 for a chosen position, 0 for padding of the P slots."""
+    batch, length = input_ids.shape
+    max_predictions = max(1, int((mask_prob + 0.005) * length))
+    candidates = attention_mask.bool() & ~torch.isin(input_ids, special)
+    n_candidates = candidates.sum(1)
+    n_predict = torch.clamp((n_candidates.float() * mask_prob).round().long(), min=1, max=max_predictions)
+    n_predict = torch.minimum(n_predict, n_candidates)
+    scores = torch.rand(batch, length, generator=rng).masked_fill(~candidates, -1.0)
+    positions = scores.topk(max_predictions, dim=1).indices              # a uniform sample without replacement
+    weights = (torch.arange(max_predictions).unsqueeze(0) < n_predict.unsqueeze(1)).float()
+    return positions, weights
+
+
+def apply_mask(input_ids: torch.Tensor, positions: torch.Tensor, weights: torch.Tensor, mask_id: int,
+               mask_token_prob: float, rng: torch.Generator, random_token_prob: float = 0.0,
+               vocab_size: int = 0, first_normal_id: int = 0) -> torch.Tensor:
+    """[MASK] at mask_token_prob of the chosen positions, a random token at random_token_prob, the rest keep
+    their original token.  ELECTRA: 85/0/15; BERT's MLM: 80/10/10."""
+    draw = torch.rand(positions.shape, generator=rng)
+    chosen = weights.bool()
+    to_mask = (draw < mask_token_prob) & chosen
+    to_random = (draw >= mask_token_prob) & (draw < mask_token_prob + random_token_prob) & chosen
+    masked = input_ids.clone()
+    rows = torch.arange(input_ids.shape[0]).unsqueeze(1).expand_as(positions)
+    masked[rows[to_mask], positions[to_mask]] = mask_id
+    if random_token_prob > 0:
+        random_ids = torch.randint(first_normal_id, vocab_size, positions.shape, generator=rng)
+        masked[rows[to_random], positions[to_random]] = random_ids[to_random]
+    return masked
+
+
+def gumbel_sample(logits: torch.Tensor, temperature: float, rng: torch.Generator) -> torch.Tensor:
+    """argmax(logits / T + Gumbel noise) in float32: an exact sample from softmax(logits / T)."""
+    logits = logits.detach().float() / temperature
+    uniform = torch.rand(logits.shape, generator=rng, device=logits.device).clamp_(1e-9, 1.0 - 1e-9)
+    return (logits - torch.log(-torch.log(uniform))).argmax(-1)
+
+
+def binary_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Area under the ROC curve (Mann–Whitney, ties broken arbitrarily) without leaving the device; NaN if one
+    class is absent."""
+    scores, labels = scores.float().flatten(), labels.bool().flatten()
+    ranks = torch.empty_like(scores)
+    ranks[scores.argsort()] = torch.arange(1, len(scores) + 1, dtype=scores.dtype, device=scores.device)
+    n_pos = labels.sum().float()
+    n_neg = (~labels).sum().float()
+    auc = (ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return torch.where((n_pos > 0) & (n_neg > 0), auc, torch.full_like(auc, float("nan")))

@@ -1,0 +1,203 @@
+"""Pre-training end to end on a tiny corpus: run folder, HF interoperability, resume, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from electra.text.pretrain import pretrain
+
+from test_cli import assert_one_line_error, run_cli
+from text_fixtures import corpus, tiny_config, write_corpus  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def tiny_run(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "rtd"
+    return pretrain(tiny_config(), data=str(corpus["data"]), out=str(out), progress=False)
+
+
+def test_run_folder_and_metrics(tiny_run):
+    for name in ("config.json", "metrics.jsonl", "loss_curve.png", "accuracy_curve.png",
+                 "discriminator/config.json", "discriminator/model.safetensors", "discriminator/vocab.txt",
+                 "generator/config.json", "generator/tokenizer.json", "checkpoints/last/state.json"):
+        assert (tiny_run / name).is_file(), name
+    row = json.loads((tiny_run / "metrics.jsonl").read_text().splitlines()[-1])
+    for key in ("loss", "mlm_loss", "disc_loss", "gen_acc", "sampled_is_original", "disc_acc", "disc_auc",
+                "disc_precision", "disc_recall", "lr", "tokens_per_s"):
+        assert key in row, key
+
+
+def test_learning_rate_follows_warmup_then_linear_decay(tiny_run):
+    rows = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    peak = tiny_config().lr
+    # logged lr is the one used at that step: steps 0..3 → 0.5, 1.0, 1.0·(4−2)/2, 1.0·(4−3)/2
+    assert [r["lr"] for r in rows] == pytest.approx([peak * 0.5, peak, peak, peak * 0.5])
+
+
+def test_transformers_loads_the_discriminator_with_the_same_logits(tiny_run, corpus):
+    from transformers import ElectraForPreTraining
+
+    from electra.core.checkpoint import find_checkpoint, load_weights
+    from electra.text.models import build_rtd_models
+
+    cfg = tiny_config()
+    vocab = json.loads((corpus["data"] / "manifest.json").read_text())["vocab_size"]
+    ours = build_rtd_models(cfg, vocab)
+    load_weights(find_checkpoint(tiny_run), ours)
+    theirs = ElectraForPreTraining.from_pretrained(str(tiny_run / "discriminator"))
+    ids = torch.randint(5, vocab, (2, 20), generator=torch.Generator().manual_seed(0))
+    ours["discriminator"].eval()
+    theirs.eval()
+    with torch.no_grad():
+        a = ours["discriminator"](input_ids=ids).logits
+        b = theirs(input_ids=ids).logits
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_fill_mask_pipeline_runs_on_the_generator(tiny_run):
+    from transformers import pipeline
+
+    fill = pipeline("fill-mask", model=str(tiny_run / "generator"), device="cpu")
+    out = fill("the cat [MASK] on the mat.", top_k=3)
+    assert len(out) == 3 and all("token_str" in o for o in out)
+
+
+def test_sequence_classification_loads_with_only_the_head_new(tiny_run):
+    from transformers import ElectraForSequenceClassification
+
+    model, info = ElectraForSequenceClassification.from_pretrained(str(tiny_run / "discriminator"), num_labels=2,
+                                                                   output_loading_info=True)
+    assert info["missing_keys"] and all(k.startswith("classifier.") for k in info["missing_keys"])
+
+
+def test_interrupted_run_resumes_bit_identically(corpus, tmp_path, monkeypatch):
+    from electra.core.trainer import Trainer
+
+    full = pretrain(tiny_config(), data=str(corpus["data"]), out=str(tmp_path / "full"), progress=False)
+    real_run = Trainer.run
+
+    def stop_after_two(self, start_step=0):  # simulate a run killed after its step-2 checkpoint
+        self.total_steps = 2
+        return real_run(self, start_step)
+
+    monkeypatch.setattr(Trainer, "run", stop_after_two)
+    part = pretrain(tiny_config(), data=str(corpus["data"]), out=str(tmp_path / "part"), progress=False)
+    monkeypatch.setattr(Trainer, "run", real_run)
+    pretrain(resume=str(part), progress=False)
+    a = load_file(str(full / "checkpoints/last/model.safetensors"))
+    b = load_file(str(part / "checkpoints/last/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_files_are_prepared_on_the_fly_and_mlm_objective_runs(corpus, tmp_path):
+    run = pretrain(tiny_config(objective="mlm", steps=2), files=[str(corpus["text"])], out=str(tmp_path / "m"),
+                   vocab_size=120, progress=False)
+    assert (run / "data" / "manifest.json").is_file() and (run / "tokenizer" / "vocab.txt").is_file()
+    assert (run / "mlm" / "model.safetensors").is_file()
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "mlm_loss" in row and "disc_loss" not in row
+
+
+def test_prepare_packs_cls_a_sep_b_sep(corpus):
+    manifest = json.loads((corpus["data"] / "manifest.json").read_text())
+    rows = np.fromfile(corpus["data"] / manifest["shards"][0]["file"], dtype=manifest["dtype"]).reshape(-1, 32)
+    ids = manifest["special_ids"]
+    assert (rows[:, 0] == ids["cls"]).all()
+    seps = (rows == ids["sep"]).sum(1)
+    assert set(seps.tolist()) <= {1, 2} and (seps == 2).any()
+    assert manifest["tokenizer_hash"] and manifest["rows"] == len(rows)
+
+
+def test_builder_follows_the_official_packing():
+    import random
+
+    from electra.text.corpus import ExampleBuilder
+
+    builder = ExampleBuilder(16, random.Random(0))
+    assert builder.add([5] * 6) is None and builder.add([6] * 6) is None
+    a, b = builder.add([7] * 6)  # 18 ≥ 16 tokens: an example, trimmed to fit [CLS] A [SEP] B [SEP]
+    assert len(a) + len(b) + 3 <= 16 and a[0] == 5
+    assert builder.add(None) is None  # a document boundary with nothing pending emits nothing
+
+
+def _cli(capsys, *argv):
+    return run_cli(capsys, "text", *argv)
+
+
+def test_bad_text_inputs(capsys, corpus, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n   \n")
+    code, _, err = _cli(capsys, "prepare", "--files", str(empty), "--tokenizer", str(corpus["tokenizer"]),
+                        "--out", str(tmp_path / "o1"))
+    assert_one_line_error(code, err, "is empty")
+    binary = tmp_path / "blob.txt"
+    binary.write_bytes(b"hello\x00\x01\x02")
+    code, _, err = _cli(capsys, "prepare", "--files", str(binary), "--tokenizer", str(corpus["tokenizer"]),
+                        "--out", str(tmp_path / "o2"))
+    assert_one_line_error(code, err, "blob.txt", "offset 5")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("the cat sat on the mat.\ncaf\xe9 au lait\n".encode("latin-1"))
+    code, _, err = _cli(capsys, "prepare", "--files", str(latin), "--tokenizer", str(corpus["tokenizer"]),
+                        "--out", str(tmp_path / "o3"))
+    assert_one_line_error(code, err, "latin.txt", "byte offset 27", "--encoding")
+    assert not (tmp_path / "o3").exists()
+    code, _, _ = _cli(capsys, "prepare", "--files", str(latin), "--tokenizer", str(corpus["tokenizer"]),
+                      "--out", str(tmp_path / "o4"), "--encoding", "latin-1")
+    assert code == 0 and (tmp_path / "o4" / "manifest.json").is_file()
+
+
+def test_bad_tokenizers(capsys, corpus, tmp_path):
+    code, _, err = _cli(capsys, "prepare", "--files", str(corpus["text"]), "--tokenizer", str(tmp_path / "none"),
+                        "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, "does not exist")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "tokenizer.json").write_text("{not json")
+    code, _, err = _cli(capsys, "prepare", "--files", str(corpus["text"]), "--tokenizer", str(bad),
+                        "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, "malformed")
+    (tmp_path / "vocab.txt").write_text("hello\nworld\n")
+    code, _, err = _cli(capsys, "prepare", "--files", str(corpus["text"]), "--tokenizer", str(tmp_path / "vocab.txt"),
+                        "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, "lacks the special tokens")
+
+
+def test_shards_from_another_tokenizer(capsys, corpus, tmp_path):
+    from electra.text.tokenizer import train_tokenizer
+
+    other = train_tokenizer([write_corpus(tmp_path / "c.txt", seed=9)], 90, tmp_path / "other", min_frequency=1)
+    code, _, err = _cli(capsys, "pretrain", "--data", str(corpus["data"]), "--tokenizer", str(other), "--out",
+                        str(tmp_path / "run"), "--quiet")
+    assert_one_line_error(code, err, "another tokenizer")
+    assert not (tmp_path / "run").exists()
+
+
+def test_seq_len_beyond_positions(capsys, corpus, tmp_path):
+    code, _, err = _cli(capsys, "pretrain", "--data", str(corpus["data"]), "--seq-len", "1024", "--out",
+                        str(tmp_path / "run"))
+    assert_one_line_error(code, err, "seq_len must lie in")
+
+
+def test_truncated_shard(capsys, corpus, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(corpus["data"], data)
+    shard = next(data.glob("shard-*.bin"))
+    shard.write_bytes(shard.read_bytes()[:100])
+    code, _, err = _cli(capsys, "pretrain", "--data", str(data), "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "truncated")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_from_an_image_run(capsys, tmp_path, mnist_dir):
+    from test_cli import TINY_ARGS
+
+    image_run = tmp_path / "img"
+    assert run_cli(capsys, "image", "train", "--data-dir", str(mnist_dir), "--steps", "1", "--out", str(image_run),
+                   *TINY_ARGS)[0] == 0
+    code, _, err = _cli(capsys, "pretrain", "--resume", str(image_run))
+    assert_one_line_error(code, err, "is an image run")
