@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from electra.text.masking import apply_mask, binary_auc, gumbel_sample, mask_positions
+from electra.text.masking import apply_mask, binary_auc, mask_positions
 from electra.text.models import build_rtd_models
 from electra.text.objectives import RTDObjective
 from electra.text.pretrain import build_optimizer
@@ -56,14 +56,18 @@ def test_85_percent_mask_15_percent_unchanged():
     assert ((masked != ids).sum(1) <= weights.sum(1)).all()  # nothing outside the chosen positions changes
 
 
-def test_gumbel_max_samples_the_softmax_in_float32():
-    logits = torch.tensor([[2.0, 0.0, -1.0, 1.0]]).to(torch.bfloat16).expand(200_000, 4)
-    samples = gumbel_sample(logits, 1.0, torch.Generator().manual_seed(3))
+@pytest.mark.parametrize("sampler", ["gumbel", "cdf"])
+def test_sampling_draws_from_the_softmax_in_float32(sampler):
+    from electra.text.masking import SAMPLERS
+
+    sample = SAMPLERS[sampler]
+    logits = torch.tensor([[2.0, 0.0, -1.0, 1.0, -30.0]]).to(torch.bfloat16).expand(200_000, 5)
+    samples = sample(logits, 1.0, torch.Generator().manual_seed(3))
     assert samples.dtype == torch.int64
-    freq = torch.bincount(samples, minlength=4).float() / len(samples)
+    freq = torch.bincount(samples, minlength=5).float() / len(samples)
     expected = torch.softmax(logits[0].float(), 0)
     assert torch.allclose(freq, expected, atol=0.004)
-    hot = gumbel_sample(logits, 0.25, torch.Generator().manual_seed(3))  # temperature sharpens
+    hot = sample(logits, 0.25, torch.Generator().manual_seed(3))  # temperature sharpens
     assert (hot == 0).float().mean() > expected[0] + 0.2
 
 
@@ -130,7 +134,7 @@ def test_sample_equal_to_original_is_labelled_original(monkeypatch):
     _, obj = _objective(cfg)
     batch = _batch()
     # a generator that always samples the true token: nothing counts as replaced
-    monkeypatch.setattr(objectives, "gumbel_sample", lambda logits, t, rng: batch["input_ids"].gather(1, pos[0]))
+    monkeypatch.setitem(objectives.SAMPLERS, "cdf", lambda logits, t, rng: batch["input_ids"].gather(1, pos[0]))
     pos = []
     real_mask = objectives.mask_positions
 

@@ -28,6 +28,7 @@ class TextConfig:
     mask_token_prob: float = 0.85         # of the masked: replaced by [MASK]; the rest keep their token
     disc_weight: float = 50.0             # λ in L = L_MLM + λ·L_Disc
     temperature: float = 1.0              # sampling temperature of the generator's softmax
+    sampler: str = "cdf"                  # exact softmax sampling: cdf (fast) | gumbel (Gumbel-max, as the official code)
     # optimisation (official ELECTRA: AdamW, ε 1e-6, wd 0.01 except LayerNorm/bias, warm-up + linear decay)
     lr: float = 5e-4
     beta1: float = 0.9
@@ -49,6 +50,7 @@ class TextConfig:
     def validate(self) -> None:
         checks = [
             (self.objective in ("rtd", "mlm"), "objective must be rtd or mlm"),
+            (self.sampler in ("cdf", "gumbel"), "sampler must be cdf or gumbel"),
             (self.hidden_size % self.num_heads == 0, "hidden_size must be a multiple of num_heads"),
             (min(self.embedding_size, self.hidden_size, self.num_layers, self.num_heads, self.intermediate_size) > 0,
              "model sizes must be positive"),

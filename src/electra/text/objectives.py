@@ -4,8 +4,8 @@ RTD, per batch (Clark et al. 2020; the official ``run_pretraining.py``):
   1. choose 15% of each row's non-special tokens (at most ⌊0.155·L⌋); 85% become [MASK], 15% stay;
   2. the generator predicts the originals at the chosen positions only (its vocabulary projection never runs on
      the other ~85% of positions): L_MLM = mean NLL;
-  3. replacements are Gumbel-max samples of its softmax in float32 at temperature 1 — no gradient flows through
-     them, so the discriminator's loss never reaches the generator's own weights;
+  3. replacements are exact samples of its softmax in float32 at temperature 1 (inverse CDF by default; Gumbel-max
+     as in the official code with sampler=gumbel: the same distribution) — no gradient flows through them, so the discriminator's loss never reaches the generator's own weights;
   4. a token is "replaced" iff it differs from the original (a sample equal to the original is "original");
   5. the discriminator labels every non-padding token: L_Disc = mean sigmoid cross-entropy;
   L = L_MLM + λ·L_Disc with λ = 50, one optimizer over both (the shared embeddings learn from both terms).
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from electra.text.config import TextConfig
-from electra.text.masking import apply_mask, binary_auc, gumbel_sample, mask_positions
+from electra.text.masking import SAMPLERS, apply_mask, binary_auc, mask_positions
 
 
 def gather_positions(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,8 @@ class MaskedLMObjective:
 
     def _mlm(self, model, batch, masked, positions, targets, weights):
         logits = masked_lm_logits(model, masked, batch["attention_mask"], batch["token_type_ids"], positions)
-        nll = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
+        # log-softmax over the last axis + gather: no transposed copy of the B×P×V logits
+        nll = -F.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         loss = weighted_mean(nll, weights)
         accuracy = weighted_mean((logits.detach().argmax(-1) == targets).float(), weights)
         return logits, loss, accuracy
@@ -82,7 +83,7 @@ class RTDObjective(MaskedLMObjective):
         """(masked inputs, positions, weights, generator logits, corrupted inputs, replaced labels, sampled)."""
         positions, weights, masked, targets = self._mask(batch, self.cfg.mask_token_prob, 0.0)
         logits, mlm_loss, gen_acc = self._mlm(self.generator, batch, masked, positions, targets, weights)
-        sampled = gumbel_sample(logits, self.cfg.temperature, self.rng)
+        sampled = SAMPLERS[self.cfg.sampler](logits, self.cfg.temperature, self.rng)
         fill = torch.where(weights.bool(), sampled, masked.gather(1, positions))
         corrupted = masked.scatter(1, positions, fill)
         labels = (corrupted != batch["input_ids"]) & batch["attention_mask"].bool()
