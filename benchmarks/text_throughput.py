@@ -33,7 +33,7 @@ from electra.text.config import preset_config
 from electra.text.corpus import make_batch
 from electra.text.masking import apply_mask, gumbel_sample, mask_positions
 from electra.text.models import build_rtd_models
-from electra.text.objectives import RTDObjective
+from electra.text.objectives import MaskedLMObjective, RTDObjective
 from electra.text.pretrain import build_optimizer
 
 IDS = {"pad": 0, "unk": 100, "cls": 101, "sep": 102, "mask": 103}  # BERT's uncased vocabulary layout
@@ -79,8 +79,8 @@ class ReferenceStep:
 
 
 def useful_flops_per_token(cfg, vocab, batch) -> float:
-    """Training FLOPs per token of the work RTD needs: 6 × (linear-layer MACs + attention MACs) per token, with the
-    generator's vocabulary projection counted at the masked positions only (what the recipe asks for)."""
+    """Training FLOPs per token of the work the objective needs: 6 × (linear-layer MACs + attention MACs) per
+    token, with the vocabulary projection counted at the masked positions only (what the recipe asks for)."""
     models = build_rtd_models(cfg, vocab)
     macs = 0
 
@@ -90,7 +90,11 @@ def useful_flops_per_token(cfg, vocab, batch) -> float:
 
     handles = [m.register_forward_hook(hook) for mod in models.values() for m in mod.modules()
                if isinstance(m, torch.nn.Linear)]
-    obj = RTDObjective(models["generator"], models["discriminator"], cfg, IDS, vocab, torch.Generator().manual_seed(0))
+    rng = torch.Generator().manual_seed(0)
+    if cfg.objective == "rtd":
+        obj = RTDObjective(models["generator"], models["discriminator"], cfg, IDS, vocab, rng)
+    else:
+        obj = MaskedLMObjective(models["mlm"], cfg, IDS, vocab, rng)
     with torch.no_grad():
         obj.losses("joint", batch, {})
     for h in handles:
@@ -98,7 +102,7 @@ def useful_flops_per_token(cfg, vocab, batch) -> float:
     tokens = batch["input_ids"].numel()
     seq = batch["input_ids"].shape[1]
     attention = 0
-    for name in ("generator", "discriminator"):
+    for name in models:
         c = models[name].config
         attention += 2 * c.num_hidden_layers * seq * c.hidden_size  # QKᵀ and AV, per token
     return 6 * (macs / tokens + attention)

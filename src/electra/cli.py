@@ -109,10 +109,90 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--encoding", default="utf-8")
     pre.add_argument("--errors", default="strict", choices=["strict", "replace", "ignore"])
     pre.add_argument("--quiet", action="store_true")
+
+    ft = tcmds.add_parser("finetune", help="fine-tune a discriminator on a GLUE task (official recipe)",
+                          epilog="Other keys: layer_decay, warmup_frac, batch_size, max_seq_len, weight_decay, "
+                                 "max_train_examples (key=value).")
+    ft.add_argument("model", help="run folder or HF ELECTRA discriminator directory")
+    ft.add_argument("--task", required=True, help="cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, wnli")
+    ft.add_argument("--data-dir", required=True, help="GLUE folder (holding CoLA/, SST-2/, …) or the task's folder")
+    ft.add_argument("--seeds", type=int, default=None, help="runs with seeds seed..seed+N-1; the median is reported")
+    ft.add_argument("--epochs", type=int, default=None)
+    ft.add_argument("--lr", type=float, default=None)
+    ft.add_argument("--seed", type=int, default=None)
+    ft.add_argument("--out", default=None)
+    ft.add_argument("--quiet", action="store_true")
+
+    pd = tcmds.add_parser("predict", help="GLUE-submission predictions for a task's test split")
+    pd.add_argument("model", help="a fine-tuned model (finetune's seed-N folder or its model/)")
+    pd.add_argument("--task", required=True)
+    pd.add_argument("--data-dir", required=True)
+    pd.add_argument("--out", default=None)
+
+    fl = tcmds.add_parser("fill", help="fill [MASK] tokens with the generator")
+    fl.add_argument("model", help="run folder or HF ELECTRA generator directory")
+    fl.add_argument("text")
+    fl.add_argument("--top-k", type=int, default=5)
+    fl.add_argument("--iterative", action="store_true", help="fill one mask at a time, most confident first")
+    fl.add_argument("--json", action="store_true")
+
+    dt = tcmds.add_parser("detect", help="per-token probability that a token was replaced (the discriminator)")
+    dt.add_argument("model", help="run folder or HF ELECTRA discriminator directory")
+    dt.add_argument("text")
+    dt.add_argument("--threshold", type=float, default=0.5)
+    dt.add_argument("--json", action="store_true")
     return parser
 
 
+def _text_use(args, extra: list[str]) -> int:
+    import json
+
+    if args.command == "finetune":
+        from electra.text.finetune import finetune
+
+        overrides = {k: getattr(args, k) for k in ("seeds", "epochs", "lr", "seed") if getattr(args, k) is not None}
+        overrides.update(parse_assignments(extra))
+        result = finetune(args.model, args.task, args.data_dir, out=args.out, overrides=overrides,
+                          progress=not args.quiet)
+        for r in result["seeds"]:
+            print(f"seed {r['seed']}: " + "; ".join(f"{split} " + ", ".join(f"{m} {v:.4f}" for m, v in sc.items())
+                                                  for split, sc in r["scores"].items()))
+        print(f"median {result['main_metric']}: {result['main_score']:.4f}  ({result['out']}/results.json)")
+        return 0
+    if args.command == "predict":
+        from electra.text.finetune import predict
+
+        for path in predict(args.model, args.task, args.data_dir, args.out):
+            print(f"wrote {path}")
+        return 0
+    if args.command == "fill":
+        from electra.text.generate import Filler
+
+        filled = Filler(args.model).fill(args.text, args.top_k, args.iterative)
+        if args.json:
+            print(json.dumps({"text": filled.text, "candidates": filled.candidates}))
+        else:
+            print(filled.text)
+            for i, cands in enumerate(filled.candidates, 1):
+                print(f"  [MASK] {i}: " + ", ".join(f"{t} {p:.3f}" for t, p in cands))
+        return 0
+    from electra.text.generate import Detector
+
+    if not 0 < args.threshold < 1:
+        raise UserError(f"--threshold must lie in (0, 1), got {args.threshold}")
+    found = Detector(args.model).detect(args.text)
+    if args.json:
+        print(json.dumps({"tokens": found.tokens, "replaced_probability": [round(p, 4) for p in found.probabilities],
+                          "flagged": found.flagged(args.threshold)}))
+    else:
+        print(found.render(args.threshold))
+        print("  " + " ".join(f"{t}:{p:.2f}" for t, p in zip(found.tokens, found.probabilities)))
+    return 0
+
+
 def _text(args, extra: list[str]) -> int:
+    if args.command in ("finetune", "predict", "fill", "detect"):
+        return _text_use(args, extra)
     if args.command == "tokenizer":
         from electra.text.tokenizer import train_tokenizer
 
@@ -173,7 +253,7 @@ def _image_train(args, extra: list[str]) -> int:
 
 def dispatch(args, extra: list[str]) -> int:
     if args.track == "text":
-        if args.command != "pretrain" and extra:
+        if args.command not in ("pretrain", "finetune") and extra:
             raise UserError(f"unexpected arguments: {' '.join(extra)}")
         return _text(args, extra)
     if args.command == "train":

@@ -78,9 +78,11 @@ class TextConfig:
 
 
 PRESETS: dict[str, dict] = {
-    # CPU preset: learns within minutes here (see the README's plateau section for how it was chosen).
+    # CPU preset: learns within minutes here.  Sampling at temperature 2 is what gets its discriminator off the
+    # constant "nothing replaced" plateau at this scale (measured: AUC 0.80 vs 0.55 after ~280 steps; a smaller
+    # generator, a lower lr or no dropout did not help) — see the README's plateau section.
     "tiny": dict(embedding_size=128, hidden_size=128, num_layers=4, num_heads=2, intermediate_size=512,
-                 batch_size=32, seq_len=128, lr=1e-3, warmup_steps=200, steps=3000, log_every=25,
+                 batch_size=32, seq_len=128, lr=1e-3, warmup_steps=200, steps=3000, temperature=2.0, log_every=25,
                  checkpoint_every=500, plateau_check_step=600),
     # ELECTRA-Small (Clark et al. 2020, Table 6): 12 × 256, 4 heads, FFN 1024, embeddings 128, generator ¼.
     "small": dict(embedding_size=128, hidden_size=256, num_layers=12, num_heads=4, intermediate_size=1024,

@@ -1,0 +1,250 @@
+"""``finetune`` and ``predict``: ELECTRA discriminators on GLUE tasks with the official fine-tuning recipe.
+
+Recipe (Clark et al. 2020, ``finetune/``): AdamW (ε 1e-6, weight decay 0.01 except LayerNorm/bias), layer-wise
+learning-rate decay 0.8 (the classifier at lr, encoder layer i at lr·0.8^(L+1−i), embeddings at lr·0.8^(L+2)),
+10% linear warm-up then linear decay, batch 32, 3 epochs (10 for RTE and STS-B), lr 3e-4 for small models;
+several seeds, the median reported.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from electra.config import apply_overrides, save_config
+from electra.core.schedules import EveryStep, warmup_linear_decay
+from electra.core.trainer import Trainer
+from electra.errors import UserError
+from electra.text.hf_io import load_hf, model_tokenizer, resolve_model_dir
+from electra.text.tasks import Examples, Task, get_task, read_split, score
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    lr: float = 3e-4
+    layer_decay: float = 0.8
+    warmup_frac: float = 0.1
+    batch_size: int = 32
+    epochs: int | None = None            # None: the task's default (3, or 10 for RTE/STS-B)
+    max_seq_len: int = 128
+    weight_decay: float = 0.01
+    eps: float = 1e-6
+    grad_clip: float = 1.0
+    seeds: int = 1
+    seed: int = 0
+    log_every: int = 50
+    max_train_examples: int | None = None
+
+    def validate(self) -> None:
+        checks = [(self.lr > 0, "lr must be positive"), (0 < self.layer_decay <= 1, "layer_decay must lie in (0, 1]"),
+                  (0 <= self.warmup_frac < 1, "warmup_frac must lie in [0, 1)"),
+                  (self.batch_size >= 1 and self.seeds >= 1, "batch_size and seeds must be positive"),
+                  (self.epochs is None or self.epochs >= 1, "epochs must be at least 1"),
+                  (self.max_seq_len >= 8, "max_seq_len must be at least 8")]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(f"bad config: {message}")
+
+
+def layer_depth(name: str, num_layers: int) -> int:
+    """The official depth of a parameter: embeddings 0, encoder layer i → i+1, the task head num_layers+2."""
+    if name.startswith("electra.embeddings"):
+        return 0
+    if name.startswith("electra.encoder.layer."):
+        return int(name.split(".")[3]) + 1
+    return num_layers + 2
+
+
+def layerwise_param_groups(model, lr: float, decay: float, weight_decay: float) -> list[dict]:
+    num_layers = model.config.num_hidden_layers
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, p in model.named_parameters():
+        depth = layer_depth(name, num_layers)
+        no_decay = "LayerNorm" in name or name.endswith("bias")
+        key = (depth, no_decay)
+        if key not in groups:
+            scale = decay ** (num_layers + 2 - depth)
+            groups[key] = {"params": [], "lr": lr * scale, "lr_scale": 1.0,
+                           "weight_decay": 0.0 if no_decay else weight_decay, "depth": depth}
+        groups[key]["params"].append(p)
+    return [groups[k] for k in sorted(groups)]
+
+
+def encode(tokenizer, examples: Examples, max_len: int) -> dict[str, torch.Tensor]:
+    """Tokenise (pairs truncated longest-first) and pad to the longest row; [CLS] A [SEP] (B [SEP])."""
+    tok = tokenizer
+    tok.enable_truncation(max_length=max_len, strategy="longest_first")
+    tok.enable_padding(pad_id=tok.token_to_id("[PAD]"), pad_token="[PAD]")
+    if len(examples.texts[0]) == 2:
+        enc = tok.encode_batch([(a, b) for a, b in examples.texts])
+    else:
+        enc = tok.encode_batch([t[0] for t in examples.texts])
+    tok.no_truncation()
+    tok.no_padding()
+    return {"input_ids": torch.tensor([e.ids for e in enc]),
+            "attention_mask": torch.tensor([e.attention_mask for e in enc]),
+            "token_type_ids": torch.tensor([e.type_ids for e in enc])}
+
+
+class ClassificationObjective:
+    updates = ("joint",)
+
+    def __init__(self, model, regression: bool) -> None:
+        self.model, self.regression = model, regression
+
+    def losses(self, update, batch, cache):
+        inputs, labels = batch
+        logits = self.model(**inputs).logits
+        if self.regression:
+            loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
+            return {"model": loss}, {"loss": loss.detach()}
+        loss = F.cross_entropy(logits.float(), labels)
+        return {"model": loss}, {"loss": loss.detach(), "acc": (logits.argmax(-1) == labels).float().mean()}
+
+    def summarize(self, means):
+        return means
+
+
+class ShuffledBatches:
+    def __init__(self, inputs: dict, labels: torch.Tensor, batch_size: int, seed: int) -> None:
+        self.inputs, self.labels, self.batch_size, self.seed = inputs, labels, batch_size, seed
+        self.n = len(labels)
+        self.steps_per_epoch = max(1, self.n // batch_size)
+        self._epoch, self._perm = -1, None
+
+    def __call__(self, step: int):
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
+            self._epoch = epoch
+        idx = self._perm[i * self.batch_size:(i + 1) * self.batch_size]
+        batch = {k: v[idx] for k, v in self.inputs.items()}
+        longest = int(batch["attention_mask"].sum(1).max())  # trim shared padding: fewer positions to compute
+        return {k: v[:, :longest] for k, v in batch.items()}, self.labels[idx]
+
+
+@torch.no_grad()
+def predict_logits(model, inputs: dict, batch_size: int = 128) -> torch.Tensor:
+    model.eval()
+    out = []
+    for i in range(0, len(inputs["input_ids"]), batch_size):
+        chunk = {k: v[i:i + batch_size] for k, v in inputs.items()}
+        longest = int(chunk["attention_mask"].sum(1).max())
+        out.append(model(**{k: v[:, :longest] for k, v in chunk.items()}).logits.float())
+    return torch.cat(out)
+
+
+def to_predictions(task: Task, logits: torch.Tensor) -> np.ndarray:
+    return logits.squeeze(-1).numpy() if task.is_regression else logits.argmax(-1).numpy()
+
+
+def log(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
+def finetune(model: str | Path, task_name: str, data_dir: str | Path, cfg: FinetuneConfig | None = None,
+             out: str | Path | None = None, overrides: dict | None = None, progress: bool = True) -> dict:
+    """Fine-tune a discriminator on one task for ``cfg.seeds`` seeds; return (and write) the results."""
+    from transformers import ElectraForSequenceClassification
+
+    cfg = apply_overrides(cfg or FinetuneConfig(), overrides or {})
+    task = get_task(task_name)
+    model_dir = resolve_model_dir(model, "discriminator")
+    tokenizer = model_tokenizer(model_dir)
+    train = read_split(task, data_dir, "train.tsv")
+    devs = {f: read_split(task, data_dir, f) for f in task.dev_files}
+    if cfg.max_train_examples:
+        train = Examples(train.texts[: cfg.max_train_examples], train.labels[: cfg.max_train_examples])
+    out = Path(out) if out else Path("runs") / f"finetune-{task.name}-{Path(model).name}"
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"output folder {out} is not empty; choose another --out")
+    base = load_hf(ElectraForSequenceClassification, model_dir, "discriminator", num_labels=task.num_labels)
+    max_len = min(cfg.max_seq_len, base.config.max_position_embeddings)
+    train_inputs = encode(tokenizer, train, max_len)
+    dev_inputs = {f: encode(tokenizer, d, max_len) for f, d in devs.items()}
+    label_dtype = torch.float32 if task.is_regression else torch.long
+    train_labels = torch.tensor(train.labels, dtype=label_dtype)
+    epochs = cfg.epochs or task.epochs
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.json", task=task.name, model=str(model_dir), epochs_used=epochs)
+    results = {"task": task.name, "model": str(model_dir), "epochs": epochs, "seeds": []}
+    for k in range(cfg.seeds):
+        seed = cfg.seed + k
+        torch.manual_seed(seed)
+        net = load_hf(ElectraForSequenceClassification, model_dir, "discriminator", num_labels=task.num_labels)
+        batches = ShuffledBatches(train_inputs, train_labels, cfg.batch_size, seed)
+        total = epochs * batches.steps_per_epoch
+        warmup = int(cfg.warmup_frac * total)
+        opt = torch.optim.AdamW(layerwise_param_groups(net, cfg.lr, cfg.layer_decay, cfg.weight_decay),
+                                lr=cfg.lr, eps=cfg.eps, foreach=True)
+        seed_dir = out / f"seed-{seed}"
+        seed_dir.mkdir(exist_ok=True)
+        trainer = Trainer(modules={"model": net}, optimizers={"model": opt},
+                          objective=ClassificationObjective(net, task.is_regression), schedule=EveryStep(("joint",)),
+                          batches=batches, run_dir=seed_dir, total_steps=total,
+                          steps_per_epoch=batches.steps_per_epoch, items_per_step=cfg.batch_size,
+                          item_name="examples", log_every=cfg.log_every, checkpoint_every=10**9,
+                          grad_clip=cfg.grad_clip, lr_lambda=lambda s: warmup_linear_decay(s, warmup, total),
+                          progress=progress, checkpoint_each_epoch=False)
+        trainer.checkpoint = lambda: None  # fine-tuning runs are short: the final model is what is kept
+        trainer.run()
+        scores = {}
+        for f, d in devs.items():
+            preds = to_predictions(task, predict_logits(net, dev_inputs[f]))
+            scores[f.replace(".tsv", "")] = score(task, preds, d.labels)
+        results["seeds"].append({"seed": seed, "scores": scores})
+        net.save_pretrained(str(seed_dir / "model"), safe_serialization=True)
+        tokenizer_src = model_dir
+        for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+            if (tokenizer_src / name).is_file():
+                shutil.copy(tokenizer_src / name, seed_dir / "model" / name)
+        log(f"{task.name} seed {seed}: " + ", ".join(f"{s} {m} {v:.4f}" for s, sc in scores.items()
+                                                      for m, v in sc.items()))
+    first_dev = task.dev_files[0].replace(".tsv", "")
+    results["median"] = {f.replace(".tsv", ""): {m: statistics.median(r["scores"][f.replace(".tsv", "")][m]
+                                                                   for r in results["seeds"])
+                                                for m in task.metrics} for f in task.dev_files}
+    results["main_metric"] = task.main_metric
+    results["main_score"] = results["median"][first_dev][task.main_metric]
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    results["out"] = str(out)
+    return results
+
+
+def predict(model: str | Path, task_name: str, data_dir: str | Path, out: str | Path | None = None) -> list[Path]:
+    """GLUE-submission files (index, prediction) for the test split(s) from a fine-tuned model."""
+    from transformers import ElectraForSequenceClassification
+
+    task = get_task(task_name)
+    model_dir = Path(model)
+    if (model_dir / "model" / "config.json").is_file():
+        model_dir = model_dir / "model"
+    net = load_hf(ElectraForSequenceClassification, resolve_model_dir(model_dir, "discriminator"), "classifier")
+    if net.config.num_labels != task.num_labels:
+        raise UserError(f"{model} predicts {net.config.num_labels} labels but {task.name} has {task.num_labels}; "
+                        f"fine-tune it on {task.name} first")
+    tokenizer = model_tokenizer(model_dir)
+    out_dir = Path(out) if out else model_dir.parent / "predictions"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    names = {"test_matched.tsv": "MNLI-m.tsv", "test_mismatched.tsv": "MNLI-mm.tsv"}
+    for test_file in task.test_files:
+        examples = read_split(task, data_dir, test_file, test=True)
+        preds = to_predictions(task, predict_logits(net, encode(tokenizer, examples,
+                                                                net.config.max_position_embeddings)))
+        target = out_dir / names.get(test_file, f"{task.folder}.tsv")
+        lines = ["index\tprediction"] + [
+            f"{i}\t{(min(5.0, max(0.0, float(p))) if task.is_regression else task.labels[int(p)])}"
+            for i, p in zip(examples.ids, preds)]
+        target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        written.append(target)
+    return written

@@ -1,0 +1,51 @@
+"""Finding and loading HF ELECTRA models and their tokenizers from run folders or plain HF directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from electra.errors import UserError
+
+
+def resolve_model_dir(model: str | Path, part: str) -> Path:
+    """A run folder → its ``part`` subfolder (discriminator/generator/mlm); an HF directory → itself."""
+    path = Path(model)
+    if not path.exists():
+        raise UserError(f"model {path} does not exist; give a run folder or an HF ELECTRA {part} directory")
+    candidates = [path / part, path] if part != "discriminator" else [path / "discriminator", path / "mlm", path]
+    for c in candidates:
+        if (c / "config.json").is_file():
+            return c
+    raise UserError(f"{path} holds no config.json; give a run folder or an HF ELECTRA {part} directory")
+
+
+def read_hf_config(folder: Path) -> dict:
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{folder / 'config.json'} is unreadable ({exc})") from None
+    if config.get("model_type") != "electra":
+        raise UserError(f"{folder} is a '{config.get('model_type')}' model, not an ELECTRA one")
+    return config
+
+
+def load_hf(cls, folder: Path, what: str, **kwargs):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    read_hf_config(folder)
+    try:
+        return cls.from_pretrained(str(folder), **kwargs)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"cannot load {folder} as an ELECTRA {what} ({str(exc).splitlines()[0][:160]})") from None
+
+
+def model_tokenizer(folder: Path):
+    from electra.text.tokenizer import load_tokenizer
+
+    for candidate in (folder, folder.parent / "tokenizer", folder.parent / "data" / "tokenizer"):
+        if (candidate / "tokenizer.json").is_file() or (candidate / "vocab.txt").is_file():
+            return load_tokenizer(candidate)
+    raise UserError(f"no tokenizer (tokenizer.json or vocab.txt) beside the model in {folder}")
