@@ -107,7 +107,7 @@ class ProjectLoop:
                           schedule=build_schedule(self.cfg, self.system), batches=self.batches,
                           run_dir=self.run_dir, total_steps=self.done + steps, steps_per_epoch=10**9,
                           items_per_step=self.cfg.batch_size, log_every=steps, checkpoint_every=10**9,
-                          progress=False)
+                          micro_batch=self.cfg.batch_size, progress=False)
         trainer.checkpoint = lambda: None  # measure steps, not the final checkpoint write
         t = time.perf_counter()
         trainer.run(self.done)

@@ -31,7 +31,7 @@ from electra.core.schedules import EveryStep, warmup_linear_decay
 from electra.core.trainer import Trainer
 from electra.text.config import preset_config
 from electra.text.corpus import make_batch
-from electra.text.masking import apply_mask, gumbel_sample, mask_positions
+from electra.text.masking import apply_mask, generator_draw, gumbel_sample, mask_positions
 from electra.text.models import build_rtd_models
 from electra.text.objectives import MaskedLMObjective, RTDObjective
 from electra.text.pretrain import build_optimizer
@@ -40,7 +40,7 @@ IDS = {"pad": 0, "unk": 100, "cls": 101, "sep": 102, "mask": 103}  # BERT's unca
 
 
 def random_batches(vocab: int, batch: int, seq: int):
-    def batches(step):
+    def batches(step, micro=0):
         g = torch.Generator().manual_seed(step)
         ids = torch.randint(1000, vocab, (batch, seq), generator=g)
         ids[:, 0], ids[:, seq // 2], ids[:, -1] = IDS["cls"], IDS["sep"], IDS["sep"]
@@ -54,19 +54,20 @@ class ReferenceStep:
         self.m = build_rtd_models(cfg, vocab)
         self.opt = build_optimizer(cfg, self.m)
         self.rng = torch.Generator().manual_seed(0)
+        self.draw = generator_draw(cfg.batch_size, self.rng)
         self.special = torch.tensor(sorted(IDS.values()))
         for m in self.m.values():
             m.train()
 
     def step(self, batch):
         ids, am, tt = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
-        positions, weights = mask_positions(ids, am, self.special, self.cfg.mask_prob, self.rng)
-        masked = apply_mask(ids, positions, weights, IDS["mask"], self.cfg.mask_token_prob, self.rng)
+        positions, weights = mask_positions(ids, am, self.special, self.cfg.mask_prob, self.draw)
+        masked = apply_mask(ids, positions, weights, IDS["mask"], self.cfg.mask_token_prob, self.draw)
         logits = self.m["generator"](input_ids=masked, attention_mask=am, token_type_ids=tt).logits  # B×L×V
         picked = logits.gather(1, positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
         targets = ids.gather(1, positions)
         mlm = (F.cross_entropy(picked.transpose(1, 2), targets, reduction="none") * weights).sum() / weights.sum()
-        sampled = gumbel_sample(picked, 1.0, self.rng)
+        sampled = gumbel_sample(picked, 1.0, self.draw)
         corrupted = masked.scatter(1, positions, torch.where(weights.bool(), sampled, masked.gather(1, positions)))
         labels = (corrupted != ids).float()
         d = self.m["discriminator"](input_ids=corrupted, attention_mask=am, token_type_ids=tt).logits
@@ -90,11 +91,10 @@ def useful_flops_per_token(cfg, vocab, batch) -> float:
 
     handles = [m.register_forward_hook(hook) for mod in models.values() for m in mod.modules()
                if isinstance(m, torch.nn.Linear)]
-    rng = torch.Generator().manual_seed(0)
     if cfg.objective == "rtd":
-        obj = RTDObjective(models["generator"], models["discriminator"], cfg, IDS, vocab, rng)
+        obj = RTDObjective(models["generator"], models["discriminator"], cfg, IDS, vocab, seed=0)
     else:
-        obj = MaskedLMObjective(models["mlm"], cfg, IDS, vocab, rng)
+        obj = MaskedLMObjective(models["mlm"], cfg, IDS, vocab, seed=0)
     with torch.no_grad():
         obj.losses("joint", batch, {})
     for h in handles:
@@ -110,8 +110,7 @@ def useful_flops_per_token(cfg, vocab, batch) -> float:
 
 def project_trainer(cfg, vocab, batches, tmp):
     m = build_rtd_models(cfg, vocab)
-    rng = torch.Generator().manual_seed(0)
-    obj = RTDObjective(m["generator"], m["discriminator"], cfg, IDS, vocab, rng)
+    obj = RTDObjective(m["generator"], m["discriminator"], cfg, IDS, vocab, seed=0)
     opt = {"model": build_optimizer(cfg, m)}
     state = {"done": 0}
 
@@ -119,7 +118,7 @@ def project_trainer(cfg, vocab, batches, tmp):
         t = Trainer(modules=m, optimizers=opt, objective=obj, schedule=EveryStep(("joint",)), batches=batches,
                     run_dir=Path(tmp), total_steps=state["done"] + steps, steps_per_epoch=10**9,
                     items_per_step=cfg.batch_size * cfg.seq_len, item_name="tokens", log_every=10**9,
-                    checkpoint_every=10**9, grad_clip=cfg.grad_clip,
+                    checkpoint_every=10**9, grad_clip=cfg.grad_clip, micro_batch=cfg.batch_size,
                     lr_lambda=lambda s: warmup_linear_decay(s, cfg.warmup_steps, cfg.steps), progress=False)
         t.checkpoint = lambda: None
         start = time.perf_counter()

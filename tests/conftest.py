@@ -35,3 +35,17 @@ def mnist_dir(tmp_path):
 
 
 TINY = dict(dataset="mnist", width=4, batch_size=16, log_every=2, grid_size=4)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """A tiny synthetic corpus, its WordPiece tokenizer and prepared shards (seq 32)."""
+    from electra.text.corpus import prepare_corpus
+    from text_fixtures import write_corpus
+    from electra.text.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("text")
+    text = write_corpus(root / "corpus.txt")
+    tok = train_tokenizer([text], 120, root / "tok", min_frequency=1)
+    data = prepare_corpus([text], tok, 32, root / "data", progress=False)
+    return {"root": root, "text": text, "tokenizer": tok, "data": data}

@@ -100,7 +100,7 @@ def test_empty_image_folder(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv,fragment", [
-    (["image", "train", "--preset", "nope"], "unknown preset 'nope'"),
+    (["image", "train", "--preset", "nope"], "unknown image preset 'nope'"),
     (["image", "train", "not_a_key=1"], "unknown config key 'not_a_key'"),
     (["image", "train", "--widht", "3"], "unknown config key 'widht'"),
     (["image", "train", "batch_size=many"], "expects int"),

@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from electra.errors import UserError
 from electra.image.evaluate import evaluate, images_from_array

@@ -5,13 +5,12 @@ import random
 
 import numpy as np
 import pytest
-import torch
 
 from electra.text.finetune import finetune, layer_depth, layerwise_param_groups, predict
 from electra.text.tasks import accuracy, f1_binary, get_task, matthews, pearson, read_split, spearman
 
 from test_cli import assert_one_line_error, run_cli
-from text_fixtures import corpus, tiny_config  # noqa: F401
+from text_fixtures import tiny_config
 
 
 def test_scorers_match_scikit_learn_and_scipy():
@@ -76,7 +75,7 @@ def test_wrong_column_count_names_the_line(tmp_path):
         read_split(get_task("rte"), tmp_path, "train.tsv")
 
 
-def test_layerwise_decay_values(corpus):
+def test_layerwise_decay_values():
     from transformers import ElectraConfig, ElectraForSequenceClassification
 
     cfg = ElectraConfig(vocab_size=50, embedding_size=8, hidden_size=8, num_hidden_layers=3, num_attention_heads=2,

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from electra.text.masking import apply_mask, binary_auc, mask_positions
+from electra.text.masking import apply_mask, binary_auc, generator_draw, mask_positions
 from electra.text.models import build_rtd_models
 from electra.text.objectives import RTDObjective
 from electra.text.pretrain import build_optimizer
 
-from text_fixtures import corpus, tiny_config  # noqa: F401
+from text_fixtures import tiny_config
 
 SPECIAL = torch.tensor([0, 1, 2, 3, 4])  # pad unk cls sep mask
 IDS = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
@@ -24,20 +24,20 @@ def rows(batch=64, length=128, real=100, seed=0):
 
 def test_mask_rate_and_cap():
     ids, am = rows()
-    positions, weights = mask_positions(ids, am, SPECIAL, 0.15, torch.Generator().manual_seed(0))
+    positions, weights = mask_positions(ids, am, SPECIAL, 0.15, generator_draw(len(ids), torch.Generator().manual_seed(0)))
     candidates = 100 - 3
     assert weights.shape[1] == int(0.155 * 128) == 19  # the official cap ⌊(0.15 + 0.005)·L⌋
     assert (weights.sum(1) == round(0.15 * candidates)).all()
     # the cap binds when a row has many candidates
     ids, am = rows(real=128)
     ids[:, 127] = 3
-    _, weights = mask_positions(ids, am, SPECIAL, 0.15, torch.Generator().manual_seed(0))
+    _, weights = mask_positions(ids, am, SPECIAL, 0.15, generator_draw(len(ids), torch.Generator().manual_seed(0)))
     assert (weights.sum(1) == 19).all()
 
 
 def test_special_tokens_and_padding_are_never_masked():
     ids, am = rows()
-    positions, weights = mask_positions(ids, am, SPECIAL, 0.15, torch.Generator().manual_seed(1))
+    positions, weights = mask_positions(ids, am, SPECIAL, 0.15, generator_draw(len(ids), torch.Generator().manual_seed(1)))
     chosen = ids.gather(1, positions)[weights.bool()]
     assert not torch.isin(chosen, SPECIAL).any()
     assert (positions[weights.bool()] < 100).all()
@@ -45,9 +45,9 @@ def test_special_tokens_and_padding_are_never_masked():
 
 def test_85_percent_mask_15_percent_unchanged():
     ids, am = rows(batch=400)
-    g = torch.Generator().manual_seed(2)
-    positions, weights = mask_positions(ids, am, SPECIAL, 0.15, g)
-    masked = apply_mask(ids, positions, weights, 4, 0.85, g)
+    draw = generator_draw(len(ids), torch.Generator().manual_seed(2))
+    positions, weights = mask_positions(ids, am, SPECIAL, 0.15, draw)
+    masked = apply_mask(ids, positions, weights, 4, 0.85, draw)
     at = masked.gather(1, positions)[weights.bool()]
     share = (at == 4).float().mean().item()
     assert 0.83 < share < 0.87
@@ -62,12 +62,12 @@ def test_sampling_draws_from_the_softmax_in_float32(sampler):
 
     sample = SAMPLERS[sampler]
     logits = torch.tensor([[2.0, 0.0, -1.0, 1.0, -30.0]]).to(torch.bfloat16).expand(200_000, 5)
-    samples = sample(logits, 1.0, torch.Generator().manual_seed(3))
+    samples = sample(logits, 1.0, generator_draw(len(logits), torch.Generator().manual_seed(3)))
     assert samples.dtype == torch.int64
     freq = torch.bincount(samples, minlength=5).float() / len(samples)
     expected = torch.softmax(logits[0].float(), 0)
     assert torch.allclose(freq, expected, atol=0.004)
-    hot = sample(logits, 0.25, torch.Generator().manual_seed(3))  # temperature sharpens
+    hot = sample(logits, 0.25, generator_draw(len(logits), torch.Generator().manual_seed(3)))  # sharper
     assert (hot == 0).float().mean() > expected[0] + 0.2
 
 
@@ -103,7 +103,7 @@ def test_generator_is_a_quarter_of_the_discriminator_width():
 
 def _objective(cfg, vocab=100):
     m = build_rtd_models(cfg, vocab)
-    return m, RTDObjective(m["generator"], m["discriminator"], cfg, IDS, vocab, torch.Generator().manual_seed(0))
+    return m, RTDObjective(m["generator"], m["discriminator"], cfg, IDS, vocab, seed=0)
 
 
 def _batch(vocab=100, batch=4, length=32):
@@ -134,7 +134,7 @@ def test_sample_equal_to_original_is_labelled_original(monkeypatch):
     _, obj = _objective(cfg)
     batch = _batch()
     # a generator that always samples the true token: nothing counts as replaced
-    monkeypatch.setitem(objectives.SAMPLERS, "cdf", lambda logits, t, rng: batch["input_ids"].gather(1, pos[0]))
+    monkeypatch.setitem(objectives.SAMPLERS, "cdf", lambda logits, t, draw: batch["input_ids"].gather(1, pos[0]))
     pos = []
     real_mask = objectives.mask_positions
 
@@ -186,11 +186,11 @@ def test_gradient_clipping_at_1():
 
     before = torch.cat([p.detach().flatten().clone() for p in layer.parameters()])
     t = Trainer(modules={"m": layer}, optimizers={"m": opt}, objective=Huge(), schedule=lambda s: ("x",),
-                batches=lambda s: torch.ones(2, 4), run_dir=".", total_steps=1, steps_per_epoch=1, items_per_step=1,
-                grad_clip=1.0, progress=False)
+                batches=lambda s, k: torch.ones(2, 4), run_dir=".", total_steps=1, steps_per_epoch=1,
+                items_per_step=1, grad_clip=1.0, progress=False)
     from electra.core.metrics import RunningMeans
 
-    t._update("x", torch.ones(2, 4), {}, RunningMeans())
+    t._update("x", 0, [torch.ones(2, 4)], [{}], RunningMeans())
     after = torch.cat([p.detach().flatten() for p in layer.parameters()])
     assert (after - before).norm().item() == pytest.approx(1.0, rel=1e-5)
 

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from electra.text.pretrain import pretrain
 
 from test_cli import assert_one_line_error, run_cli
-from text_fixtures import corpus, tiny_config, write_corpus  # noqa: F401
+from text_fixtures import tiny_config, write_corpus
 
 
 @pytest.fixture(scope="module")

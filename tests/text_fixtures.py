@@ -2,8 +2,6 @@
 
 import random
 
-import pytest
-
 from electra.config import apply_overrides
 from electra.text.config import preset_config
 
@@ -28,15 +26,3 @@ def tiny_config(**extra):
         "embedding_size": 16, "hidden_size": 16, "num_layers": 1, "num_heads": 2, "intermediate_size": 32,
         "max_position_embeddings": 64, "batch_size": 4, "seq_len": 32, "steps": 4, "warmup_steps": 2,
         "log_every": 1, "checkpoint_every": 100, "plateau_check_step": 0, **extra})
-
-
-@pytest.fixture(scope="session")
-def corpus(tmp_path_factory):
-    from electra.text.corpus import prepare_corpus
-    from electra.text.tokenizer import train_tokenizer
-
-    root = tmp_path_factory.mktemp("text")
-    text = write_corpus(root / "corpus.txt")
-    tok = train_tokenizer([text], 120, root / "tok", min_frequency=1)
-    data = prepare_corpus([text], tok, 32, root / "data", progress=False)
-    return {"root": root, "text": text, "tokenizer": tok, "data": data}

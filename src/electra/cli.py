@@ -295,7 +295,10 @@ def dispatch(args, extra: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from electra.core import distributed
+
     try:
+        distributed.setup()  # joins torchrun's process group when launched by it; a no-op otherwise
         args, extra = build_parser().parse_known_args(argv)
         return dispatch(args, extra)
     except UserError as exc:
@@ -308,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"electra: error:{name} {exc.strerror or exc}", file=sys.stderr)
         return 2
+    finally:
+        distributed.teardown()
 
 
 if __name__ == "__main__":

@@ -120,3 +120,33 @@ def to_dict(cfg) -> dict[str, Any]:
 def save_config(cfg, path: Path, **extra: Any) -> None:
     """Write the resolved config as JSON; ``extra`` keys (e.g. ``track``) go first."""
     path.write_text(json.dumps({**extra, **to_dict(cfg)}, indent=2) + "\n", encoding="utf-8")
+
+
+def check(checks: list[tuple[bool, str]]) -> None:
+    """Raise the first failed (condition, message) as a one-line config error."""
+    for ok, message in checks:
+        if not ok:
+            raise UserError(f"bad config: {message}")
+
+
+def from_preset(cls: type[C], presets: dict[str, dict], name: str, track: str) -> C:
+    if name not in presets:
+        raise UserError(f"unknown {track} preset '{name}'; choose one of {', '.join(presets)}")
+    return apply_overrides(cls(preset=name), presets[name])
+
+
+def from_saved(cls: type[C], values: dict[str, Any], track: str) -> C:
+    """Rebuild a config saved in a run folder; keys this track does not know mean the run is another track's."""
+    unknown = sorted(set(values) - set(field_names(cls)))
+    if unknown:
+        raise UserError(f"config has keys a {track} run does not know ({', '.join(unknown[:5])}); "
+                        f"is this another track's run?")
+    return apply_overrides(cls(), values)
+
+
+def fresh_output_dir(path: str | Path) -> Path:
+    """An output folder that is absent or empty (nothing of the user's is ever overwritten)."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UserError(f"output folder {path} is not empty; choose another --out")
+    return path

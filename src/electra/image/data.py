@@ -223,27 +223,33 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 class EpochBatches:
-    """step → batch, from a fresh seeded permutation each epoch; no worker processes, no copies of the data.
+    """(step, micro) → this rank's micro-batch, from a fresh seeded permutation each epoch; no worker processes,
+    no copies of the data.
 
-    Being a pure function of the step, a resumed run sees exactly the batches the uninterrupted run would have."""
+    A step's global batch is ``batch_size × grad_accum × world`` images; rank r's micro-batch k is its slice number
+    r·grad_accum + k.  Being a pure function of the step, a resumed run sees exactly the batches the uninterrupted
+    run would have."""
 
-    def __init__(self, images: torch.Tensor, batch_size: int, seed: int, channels_last: bool = False) -> None:
-        if len(images) < batch_size:
-            raise UserError(f"the data has {len(images)} images, fewer than one batch of {batch_size}; "
+    def __init__(self, images: torch.Tensor, batch_size: int, seed: int, channels_last: bool = False,
+                 grad_accum: int = 1, rank: int = 0, world: int = 1, device: torch.device | str = "cpu") -> None:
+        self.global_batch = batch_size * grad_accum * world
+        if len(images) < self.global_batch:
+            raise UserError(f"the data has {len(images)} images, fewer than one global batch of {self.global_batch}; "
                             f"lower --batch-size")
-        self.images = images
-        self.batch_size = batch_size
+        self.images = images.to(device)  # resident on the device: one uint8 copy, indexed per step
+        self.batch_size, self.grad_accum, self.rank = batch_size, grad_accum, rank
         self.seed = seed
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.steps_per_epoch = len(images) // batch_size
+        self.steps_per_epoch = len(images) // self.global_batch
         self._epoch = -1
         self._perm: torch.Tensor | None = None
 
-    def __call__(self, step: int) -> torch.Tensor:
+    def __call__(self, step: int, micro: int = 0) -> torch.Tensor:
         epoch, i = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._perm = torch.randperm(len(self.images), generator=g)
             self._epoch = epoch
-        idx = self._perm[i * self.batch_size:(i + 1) * self.batch_size]
+        start = i * self.global_batch + (self.rank * self.grad_accum + micro) * self.batch_size
+        idx = self._perm[start:start + self.batch_size].to(self.images.device)
         return to_model_range(self.images[idx]).contiguous(memory_format=self.memory_format)

@@ -14,18 +14,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from electra.core.randomness import StepRandom
+
 REDUCTIONS = ("mean", "sum")
 
 
 class Noise:
-    """N(0, 1) noise from a dedicated generator, so checkpoints can restore the exact noise stream."""
+    """N(0, 1) noise per example of the global batch (see core.randomness): the same z for the same example
+    however the batch is split across ranks and accumulation steps."""
 
-    def __init__(self, dim: int, seed: int) -> None:
-        self.dim = dim
-        self.rng = torch.Generator().manual_seed(seed)
+    def __init__(self, dim: int, seed: int, device: torch.device | str = "cpu") -> None:
+        self.dim, self.device = dim, torch.device(device)
+        self.random = StepRandom(seed)
 
-    def __call__(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.dim, generator=self.rng)
+    def __call__(self, n: int, stream: str = "z") -> torch.Tensor:
+        return self.random.randn(stream, n, self.dim).to(self.device, non_blocking=True)
 
 
 def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -50,7 +53,19 @@ def _with_total(means: dict[str, float]) -> dict[str, float]:
     return means
 
 
-class GANObjective:
+class ImageObjective:
+    noise: Noise
+
+    @property
+    def random(self) -> StepRandom:
+        """The trainer points this at each micro-batch's rows of the global batch."""
+        return self.noise.random
+
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        return _with_total(means)
+
+
+class GANObjective(ImageObjective):
     """The founding description's generator/discriminator game; updates 'discriminator' then 'generator'."""
 
     updates = ("discriminator", "generator")
@@ -82,18 +97,14 @@ class GANObjective:
         loss = generator_loss(fake_logits, self.reduction)
         return {"generator": loss}, {"L_G": loss.detach()}
 
-    def summarize(self, means: dict[str, float]) -> dict[str, float]:
-        return _with_total(means)
-
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(μ, σ²) ‖ N(0, 1)) summed over latent dimensions, one value per example."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
 
 
-def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    eps = torch.randn(mu.shape, generator=rng)
-    return mu + eps * (0.5 * logvar).exp()
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    return mu + eps.to(mu.dtype) * (0.5 * logvar).exp()
 
 
 def pixel_reconstruction(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -105,7 +116,7 @@ def pixel_reconstruction(recon: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return F.binary_cross_entropy(p, t, reduction="none").flatten(1).sum(dim=1)
 
 
-class VAEObjective:
+class VAEObjective(ImageObjective):
     """Encoder + generator (decoder) trained to reconstruct: ELBO = reconstruction + β·KL, one 'autoencoder' update."""
 
     updates = ("autoencoder",)
@@ -116,17 +127,14 @@ class VAEObjective:
 
     def losses(self, update: str, batch: torch.Tensor, cache: dict):
         mu, logvar = self.E(batch)
-        recon = self.G(reparameterise(mu, logvar, self.noise.rng))
+        recon = self.G(reparameterise(mu, logvar, self.noise(batch.shape[0], "eps")))
         rec = pixel_reconstruction(recon, batch).mean()
         kl = kl_to_standard_normal(mu, logvar).mean()
         loss = rec + self.beta * kl
         return {"autoencoder": loss}, {"reconstruction": rec.detach(), "KL": kl.detach(), "ELBO_loss": (rec + kl).detach()}
 
-    def summarize(self, means: dict[str, float]) -> dict[str, float]:
-        return means
 
-
-class VAEGANObjective:
+class VAEGANObjective(ImageObjective):
     """VAE-GAN (Larsen et al. 2016): encoder, generator (decoder) and discriminator, one joint update per step.
 
     encoder:       L_prior + L_rec
@@ -156,7 +164,7 @@ class VAEGANObjective:
     def losses(self, update: str, batch: torch.Tensor, cache: dict):
         n = batch.shape[0]
         mu, logvar = self.E(batch)
-        recon = self.G(reparameterise(mu, logvar, self.noise.rng))
+        recon = self.G(reparameterise(mu, logvar, self.noise(n, "eps")))
         prior = self.G(self.noise(n))
         kl = kl_to_standard_normal(mu, logvar).mean()
         rec = self._reconstruction(batch, recon)
@@ -177,9 +185,6 @@ class VAEGANObjective:
             "D(G(z))": torch.sigmoid(d_fake_logits[n:].detach()).mean(),
         }
         return losses, metrics
-
-    def summarize(self, means: dict[str, float]) -> dict[str, float]:
-        return _with_total(means)
 
 
 OBJECTIVES = ("gan", "vae", "vaegan")

@@ -7,6 +7,8 @@ initialised one of the same shape, so the gain from adversarial training is visi
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
@@ -64,8 +66,7 @@ def probe(run_dir, dataset: str | None = None, data_dir: str | None = None, n_tr
     train, test = split_for_eval(dataset, data_dir or (system.config.data_dir if dataset == system.config.dataset
                                                        else None))
     trained = probe_accuracy(system.modules["discriminator"], train, test, n_train, seed)
-    random_d = build_system(system.config.__class__(**{**system.config.__dict__, "seed": system.config.seed + 1})
-                            ).modules["discriminator"]
+    random_d = build_system(dataclasses.replace(system.config, seed=system.config.seed + 1)).modules["discriminator"]
     untrained = probe_accuracy(random_d, train, test, n_train, seed)
     return {"run": str(run_dir), "dataset": dataset, "n_train": min(n_train, len(train)), "n_test": len(test),
             "trained_discriminator_accuracy": trained, "random_discriminator_accuracy": untrained}

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from electra.config import fresh_output_dir
 from electra.errors import UserError
 from electra.image.pictures import make_grid, save_grid, save_png
 from electra.image.train import load_run, sample_images
@@ -53,8 +54,7 @@ def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, inte
         np.save(tmp, images)
         tmp.replace(out)
         return out
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"output folder {out} is not empty; choose a new folder")
+    fresh_output_dir(out)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 import sys
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from electra.config import apply_overrides, save_config
+from electra.config import apply_overrides, fresh_output_dir, save_config
 from electra.core import checkpoint as ckpt
+from electra.core import distributed
 from electra.core.metrics import plot_curves, read_metrics
 from electra.core.schedules import Alternating, EveryStep, Phased
 from electra.core.trainer import Hooks, Trainer
@@ -43,10 +45,12 @@ class ImageSystem:
         return self.modules.get("generator_ema", self.modules["generator"])
 
 
-def build_system(cfg: ImageConfig) -> ImageSystem:
+def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageSystem:
     torch.manual_seed(cfg.seed)
     modules = build_models(cfg.model, cfg.objective, cfg.width, cfg.spectral_norm, cfg.noise_dim)
-    noise = Noise(cfg.noise_dim, cfg.seed + 1)
+    for module in modules.values():
+        module.to(device)
+    noise = Noise(cfg.noise_dim, cfg.seed + 1, device)
     if cfg.objective == "gan":
         objective = GANObjective(modules["generator"], modules["discriminator"], noise, cfg.loss_reduction,
                                  cfg.real_label)
@@ -63,6 +67,10 @@ def build_system(cfg: ImageConfig) -> ImageSystem:
         ema = copy.deepcopy(modules["generator"])
         ema.requires_grad_(False)
         modules["generator_ema"] = ema
+    if cfg.compile:
+        for name in ("generator", "discriminator", "encoder"):
+            if name in modules:
+                modules[name].compile()  # in place: state-dict keys, and so checkpoints, stay the same
     return ImageSystem(cfg, modules, objective, noise)
 
 
@@ -119,8 +127,9 @@ def sample_images(generator: torch.nn.Module, z: torch.Tensor, batch: int = 500)
     """uint8 N×28×28 images for noise ``z``, generated in eval mode (batch-norm running statistics)."""
     was_training = generator.training
     generator.eval()
+    device = next(generator.parameters()).device
     try:
-        return torch.cat([to_uint8(generator(chunk)) for chunk in z.split(batch)])
+        return torch.cat([to_uint8(generator(chunk.to(device))).cpu() for chunk in z.split(batch)])
     finally:
         generator.train(was_training)
 
@@ -139,13 +148,7 @@ def total_steps(cfg: ImageConfig, steps_per_epoch: int) -> int:
 
 
 def _new_run_dir(out: str | None, cfg: ImageConfig) -> Path:
-    if out:
-        run_dir = Path(out)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise UserError(f"output folder {run_dir} is not empty; choose another --out or --resume it")
-    else:
-        run_dir = Path("runs") / f"image-{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return run_dir
+    return fresh_output_dir(out or Path("runs") / f"image-{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def read_run_config(run_dir: Path) -> ImageConfig:
@@ -167,7 +170,7 @@ def read_run_config(run_dir: Path) -> ImageConfig:
 
 def load_run(run_dir: Path) -> ImageSystem:
     """Rebuild a run's models from its config and load its last checkpoint's weights (for sampling, eval)."""
-    cfg = read_run_config(run_dir)
+    cfg = dataclasses.replace(read_run_config(run_dir), compile=False)
     system = build_system(cfg)
     ckpt.load_weights(ckpt.find_checkpoint(Path(run_dir)), system.modules)
     return system
@@ -196,13 +199,18 @@ def train_image(cfg: ImageConfig | None = None, out: str | None = None, resume: 
         checkpoint_dir = ckpt.find_checkpoint(run_dir)
     else:
         cfg = apply_overrides(cfg or ImageConfig(), overrides)
-        run_dir = _new_run_dir(out, cfg)
+        run_dir = Path(distributed.broadcast_object(str(_new_run_dir(out, cfg))))
+    rank = distributed.current()
+    if cfg.precision == "fp16" and rank.device.type != "cuda":
+        raise UserError("precision fp16 needs a GPU (its GradScaler); use bf16 or fp32 on the CPU")
     data = data or load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.download)
-    log(f"data: {data.description}")
-    batches = EpochBatches(data.images, cfg.batch_size, cfg.seed, cfg.channels_last)
-    system = build_system(cfg)
+    if rank.is_main:
+        log(f"data: {data.description}")
+    batches = EpochBatches(data.images, cfg.batch_size, cfg.seed, cfg.channels_last, cfg.grad_accum, rank.rank,
+                           rank.world, rank.device)
+    system = build_system(cfg, rank.device)
     optimizers = build_optimizers(cfg, system)
-    generators = {"noise": system.noise.rng}
+    generators: dict[str, torch.Generator] = {}
     if resume:
         state = ckpt.load_checkpoint(checkpoint_dir, system.modules, optimizers, generators)
         start_step = int(state["step"])
@@ -212,29 +220,34 @@ def train_image(cfg: ImageConfig | None = None, out: str | None = None, resume: 
     steps = total_steps(cfg, batches.steps_per_epoch)
     if resume and start_step >= steps:
         raise UserError(f"{run_dir} already reached step {start_step} of {steps}; raise --steps/--epochs to go on")
-    # Everything that could fail on bad input has been checked: only now is the run folder written.
+    # Everything that could fail on bad input has been checked: only now is the run folder written (by rank 0).
     created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.json", track="image")
-    (run_dir / "data.txt").write_text(data.description + "\n", encoding="utf-8")
-    log(f"run folder: {run_dir}  ({'resuming at step ' + str(start_step) if resume else 'new run'}, "
-        f"{steps if steps < 10**9 else '∞'} steps, {batches.steps_per_epoch} per epoch)")
-    hooks = ImageHooks(system, run_dir, fixed_noise(cfg))
+    if rank.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.json", track="image")
+        (run_dir / "data.txt").write_text(data.description + "\n", encoding="utf-8")
+        log(f"run folder: {run_dir}  ({'resuming at step ' + str(start_step) if resume else 'new run'}, "
+            f"{steps if steps < 10**9 else '∞'} steps, {batches.steps_per_epoch} per epoch; global batch "
+            f"{batches.global_batch} = {cfg.batch_size} × {cfg.grad_accum} accumulation × {rank.world} ranks, "
+            f"lr {cfg.lr:g})")
+    hooks = ImageHooks(system, run_dir, fixed_noise(cfg).to(rank.device))
     trainer = Trainer(
         modules=system.modules, optimizers=optimizers, objective=system.objective,
         schedule=build_schedule(cfg, system), batches=batches, run_dir=run_dir, total_steps=steps,
-        steps_per_epoch=batches.steps_per_epoch, items_per_step=cfg.batch_size, item_name="images",
+        steps_per_epoch=batches.steps_per_epoch, items_per_step=batches.global_batch, item_name="images",
         log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
         max_seconds=cfg.minutes * 60 if cfg.minutes else None, generators=generators, hooks=hooks,
         extra_state=lambda: {"data_size": len(data), "track": "image"}, progress=progress,
+        grad_accum=cfg.grad_accum, micro_batch=cfg.batch_size, precision=cfg.precision,
     )
     try:
         trainer.run(start_step)
     except BaseException:
-        if created and not (run_dir / "checkpoints").exists():
+        if rank.is_main and created and not (run_dir / "checkpoints").exists():
             shutil.rmtree(run_dir, ignore_errors=True)   # nothing worth keeping: don't leave a half-written run
         raise
-    log(f"done at step {trainer.step}{' (time budget reached)' if trainer.stopped_early else ''}: "
-        f"samples in {run_dir / 'samples'}, curves in {run_dir / 'loss_curve.png'}")
+    if rank.is_main:
+        log(f"done at step {trainer.step}{' (time budget reached)' if trainer.stopped_early else ''}: "
+            f"samples in {run_dir / 'samples'}, curves in {run_dir / 'loss_curve.png'}")
     return run_dir
 

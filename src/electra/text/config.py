@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from electra.config import apply_overrides
-from electra.errors import UserError
+from electra.config import check, from_preset, from_saved
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,9 @@ class TextConfig:
     seq_len: int = 128
     steps: int = 1_000_000
     minutes: float | None = None
+    grad_accum: int = 1                   # micro-batches per step: global batch = batch_size × grad_accum × ranks
+    precision: str = "fp32"               # fp32 | bf16 | fp16 (autocast; sampling stays fp32; fp16 GPU only)
+    compile: bool = False                 # torch.compile the encoders (off: slower to start and no faster on CPU)
     # bookkeeping
     seed: int = 0
     log_every: int = 50
@@ -63,10 +64,10 @@ class TextConfig:
              f"seq_len must lie in [8, max_position_embeddings={self.max_position_embeddings}]"),
             (self.minutes is None or self.minutes > 0, "minutes must be positive"),
             (self.log_every >= 1 and self.checkpoint_every >= 1, "log_every and checkpoint_every must be positive"),
+            (self.grad_accum >= 1, "grad_accum must be at least 1"),
+            (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(f"bad config: {message}")
+        check(checks)
 
     def generator_sizes(self) -> dict:
         hidden = max(1, int(round(self.hidden_size * self.generator_width)))
@@ -99,14 +100,8 @@ PRESETS: dict[str, dict] = {
 
 
 def preset_config(name: str) -> TextConfig:
-    if name not in PRESETS:
-        raise UserError(f"unknown text preset '{name}'; choose one of {', '.join(PRESETS)}")
-    return apply_overrides(TextConfig(preset=name), PRESETS[name])
+    return from_preset(TextConfig, PRESETS, name, "text")
 
 
 def config_from_dict(values: dict) -> TextConfig:
-    known = {f.name for f in dataclasses.fields(TextConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise UserError(f"config has keys a text run does not know ({', '.join(unknown[:5])}); is this an image run?")
-    return apply_overrides(TextConfig(), values)
+    return from_saved(TextConfig, values, "text")

@@ -18,6 +18,7 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
+from electra.config import fresh_output_dir
 from electra.errors import UserError
 from electra.text.tokenizer import load_tokenizer, save_tokenizer, special_ids, tokenizer_hash
 
@@ -140,9 +141,7 @@ def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "ut
     ids = special_ids(tokenizer)
     vocab_size = tokenizer.get_vocab_size()
     dtype = np.uint16 if vocab_size <= 65_535 else np.int32
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"output folder {out} is not empty; choose another --out")
+    out = fresh_output_dir(out)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -202,7 +201,8 @@ def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "ut
 class TokenShards:
     """Memory-mapped rows of a prepared corpus; ``batch(step)`` is a pure function of the step (resumable)."""
 
-    def __init__(self, folder, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, folder, batch_size: int, seed: int, grad_accum: int = 1, rank: int = 0, world: int = 1,
+                 device: str | None = None) -> None:
         folder = Path(folder)
         path = folder / MANIFEST
         if not path.is_file():
@@ -227,12 +227,13 @@ class TokenShards:
             self.arrays.append(np.memmap(f, dtype=dtype, mode="r", shape=(shard["rows"], self.seq_len)))
         self.offsets = np.cumsum([0] + [a.shape[0] for a in self.arrays])
         self.rows = int(self.offsets[-1])
-        self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
-        global_batch = batch_size * world
-        if self.rows < global_batch:
-            raise UserError(f"the corpus has {self.rows} examples, fewer than one batch of {global_batch}; lower "
-                            f"--batch-size or add text")
-        self.steps_per_epoch = self.rows // global_batch
+        self.batch_size, self.seed, self.grad_accum, self.rank = batch_size, seed, grad_accum, rank
+        self.device = device
+        self.global_batch = batch_size * grad_accum * world
+        if self.rows < self.global_batch:
+            raise UserError(f"the corpus has {self.rows} examples, fewer than one global batch of "
+                            f"{self.global_batch}; lower --batch-size or add text")
+        self.steps_per_epoch = self.rows // self.global_batch
         self._epoch, self._perm = -1, None
 
     def rows_at(self, index: np.ndarray) -> np.ndarray:
@@ -243,16 +244,18 @@ class TokenShards:
             out[sel] = self.arrays[s][index[sel] - self.offsets[s]]
         return out
 
-    def __call__(self, step: int):
+    def __call__(self, step: int, micro: int = 0):
+        """This rank's ``micro``-th slice of step ``step``'s global batch (a pure function: resumable)."""
         import torch
 
         epoch, i = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             self._perm = np.random.default_rng(self.seed * 1_000_003 + epoch).permutation(self.rows)
             self._epoch = epoch
-        start = (i * self.world + self.rank) * self.batch_size
-        ids = torch.from_numpy(self.rows_at(np.sort(self._perm[start:start + self.batch_size])))
-        return make_batch(ids, self.special["pad"], self.special["sep"])
+        start = i * self.global_batch + (self.rank * self.grad_accum + micro) * self.batch_size
+        ids = torch.from_numpy(self.rows_at(self._perm[start:start + self.batch_size]))
+        batch = make_batch(ids, self.special["pad"], self.special["sep"])
+        return {k: v.to(self.device) for k, v in batch.items()} if self.device else batch
 
 
 def make_batch(input_ids, pad_id: int, sep_id: int) -> dict:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from electra.config import apply_overrides, save_config
+from electra.config import apply_overrides, check, fresh_output_dir, save_config
 from electra.core.schedules import EveryStep, warmup_linear_decay
 from electra.core.trainer import Trainer
 from electra.errors import UserError
@@ -50,9 +50,7 @@ class FinetuneConfig:
                   (self.batch_size >= 1 and self.seeds >= 1, "batch_size and seeds must be positive"),
                   (self.epochs is None or self.epochs >= 1, "epochs must be at least 1"),
                   (self.max_seq_len >= 8, "max_seq_len must be at least 8")]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(f"bad config: {message}")
+        check(checks)
 
 
 def layer_depth(name: str, num_layers: int) -> int:
@@ -73,8 +71,8 @@ def layerwise_param_groups(model, lr: float, decay: float, weight_decay: float) 
         key = (depth, no_decay)
         if key not in groups:
             scale = decay ** (num_layers + 2 - depth)
-            groups[key] = {"params": [], "lr": lr * scale, "lr_scale": 1.0,
-                           "weight_decay": 0.0 if no_decay else weight_decay, "depth": depth}
+            groups[key] = {"params": [], "lr": lr * scale, "weight_decay": 0.0 if no_decay else weight_decay,
+                           "depth": depth}
         groups[key]["params"].append(p)
     return [groups[k] for k in sorted(groups)]
 
@@ -121,7 +119,7 @@ class ShuffledBatches:
         self.steps_per_epoch = max(1, self.n // batch_size)
         self._epoch, self._perm = -1, None
 
-    def __call__(self, step: int):
+    def __call__(self, step: int, micro: int = 0):
         epoch, i = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
@@ -164,9 +162,7 @@ def finetune(model: str | Path, task_name: str, data_dir: str | Path, cfg: Finet
     devs = {f: read_split(task, data_dir, f) for f in task.dev_files}
     if cfg.max_train_examples:
         train = Examples(train.texts[: cfg.max_train_examples], train.labels[: cfg.max_train_examples])
-    out = Path(out) if out else Path("runs") / f"finetune-{task.name}-{Path(model).name}"
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"output folder {out} is not empty; choose another --out")
+    out = fresh_output_dir(out or Path("runs") / f"finetune-{task.name}-{Path(model).name}")
     base = load_hf(ElectraForSequenceClassification, model_dir, "discriminator", num_labels=task.num_labels)
     max_len = min(cfg.max_seq_len, base.config.max_position_embeddings)
     train_inputs = encode(tokenizer, train, max_len)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from electra.core.randomness import StepRandom
 from electra.text.config import TextConfig
 from electra.text.masking import SAMPLERS, apply_mask, binary_auc, mask_positions
 
@@ -41,14 +42,20 @@ class MaskedLMObjective:
     updates = ("joint",)
     groups = {"model": ("mlm",)}
 
-    def __init__(self, model, cfg: TextConfig, special_ids: dict[str, int], vocab_size: int, rng: torch.Generator):
-        self.model, self.cfg, self.ids, self.vocab_size, self.rng = model, cfg, special_ids, vocab_size, rng
+    def __init__(self, model, cfg: TextConfig, special_ids: dict[str, int], vocab_size: int, seed: int):
+        self.model, self.cfg, self.ids, self.vocab_size = model, cfg, special_ids, vocab_size
         self.special = torch.tensor(sorted(special_ids.values()))
+        self.random = StepRandom(seed)   # the trainer points it at each micro-batch's rows of the global batch
+
+    def draw(self, stream: str, rows: int):
+        return lambda *tail: self.random.rand(stream, rows, *tail)
 
     def _mask(self, batch, mask_token_prob: float, random_token_prob: float):
         ids, am = batch["input_ids"], batch["attention_mask"]
-        positions, weights = mask_positions(ids, am, self.special, self.cfg.mask_prob, self.rng)
-        masked = apply_mask(ids, positions, weights, self.ids["mask"], mask_token_prob, self.rng,
+        rows = ids.shape[0]
+        self.special = self.special.to(ids.device)
+        positions, weights = mask_positions(ids, am, self.special, self.cfg.mask_prob, self.draw("select", rows))
+        masked = apply_mask(ids, positions, weights, self.ids["mask"], mask_token_prob, self.draw("kind", rows),
                             random_token_prob, self.vocab_size, max(self.ids.values()) + 1)
         return positions, weights, masked, ids.gather(1, positions)
 
@@ -75,15 +82,15 @@ class RTDObjective(MaskedLMObjective):
     groups = {"model": ("generator", "discriminator")}
 
     def __init__(self, generator, discriminator, cfg: TextConfig, special_ids: dict[str, int], vocab_size: int,
-                 rng: torch.Generator):
-        super().__init__(generator, cfg, special_ids, vocab_size, rng)
+                 seed: int):
+        super().__init__(generator, cfg, special_ids, vocab_size, seed)
         self.generator, self.discriminator = generator, discriminator
 
     def corrupt(self, batch):
         """(masked inputs, positions, weights, generator logits, corrupted inputs, replaced labels, sampled)."""
         positions, weights, masked, targets = self._mask(batch, self.cfg.mask_token_prob, 0.0)
         logits, mlm_loss, gen_acc = self._mlm(self.generator, batch, masked, positions, targets, weights)
-        sampled = SAMPLERS[self.cfg.sampler](logits, self.cfg.temperature, self.rng)
+        sampled = SAMPLERS[self.cfg.sampler](logits, self.cfg.temperature, self.draw("sample", logits.shape[0]))
         fill = torch.where(weights.bool(), sampled, masked.gather(1, positions))
         corrupted = masked.scatter(1, positions, fill)
         labels = (corrupted != batch["input_ids"]) & batch["attention_mask"].bool()

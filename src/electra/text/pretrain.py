@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from electra.config import apply_overrides, save_config
+from electra.config import apply_overrides, fresh_output_dir, save_config
 from electra.core import checkpoint as ckpt
+from electra.core import distributed
 from electra.core.metrics import plot_curves, read_metrics
 from electra.core.schedules import EveryStep, warmup_linear_decay
 from electra.core.trainer import Hooks, Trainer
@@ -105,30 +106,41 @@ def pretrain(cfg: TextConfig | None = None, data: str | None = None, files: list
         data = extra["data"]
         checkpoint_dir = ckpt.find_checkpoint(run_dir)
     else:
+        manifest_path = Path(data or "") / "manifest.json"
+        if data and "seq_len" not in overrides and manifest_path.is_file():
+            try:  # the shards fix the sequence length unless the user asks for another
+                overrides["seq_len"] = json.loads(manifest_path.read_text(encoding="utf-8"))["seq_len"]
+            except (ValueError, KeyError):
+                pass  # TokenShards reports a damaged manifest below
         cfg = apply_overrides(cfg or preset_config("tiny"), overrides)
-        run_dir = Path(out) if out else Path("runs") / f"text-{cfg.preset}-{cfg.objective}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise UserError(f"output folder {run_dir} is not empty; choose another --out or --resume it")
+        run_dir = fresh_output_dir(distributed.broadcast_object(
+            str(out or Path("runs") / f"text-{cfg.preset}-{cfg.objective}-{time.strftime('%Y%m%d-%H%M%S')}")))
         if bool(data) == bool(files):
             raise UserError("give either --data DIR (prepared shards) or --files F … (prepared on the fly)")
         if init_from and cfg.objective != "rtd":
             raise UserError("--init-from continues ELECTRA (rtd) pre-training; drop --objective mlm")
     created = not run_dir.exists()
     try:
-        if files:  # small corpora: tokenizer + shards inside the run folder
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if not tokenizer:
-                log(f"training a {vocab_size}-token WordPiece vocabulary on {len(files)} file(s)")
-                tokenizer = str(train_tokenizer(files, vocab_size, run_dir / "tokenizer"))
-            data = str(prepare_corpus(files, tokenizer, cfg.seq_len, run_dir / "data", encoding, errors,
-                                      seed=cfg.seed, progress=progress))
-        shards = TokenShards(data, cfg.batch_size, cfg.seed)
+        if files:  # small corpora: tokenizer + shards inside the run folder, made by rank 0
+            tokenizer = tokenizer or str(run_dir / "tokenizer")
+            data = str(run_dir / "data")
+            if distributed.current().is_main:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                if not Path(tokenizer).exists():
+                    log(f"training a {vocab_size}-token WordPiece vocabulary on {len(files)} file(s)")
+                    train_tokenizer(files, vocab_size, tokenizer)
+                prepare_corpus(files, tokenizer, cfg.seq_len, data, encoding, errors, seed=cfg.seed,
+                               progress=progress)
+            distributed.barrier()
+        rank = distributed.current()
+        if cfg.precision == "fp16" and rank.device.type != "cuda":
+            raise UserError("precision fp16 needs a GPU (its GradScaler); use bf16 or fp32 on the CPU")
+        shards = TokenShards(data, cfg.batch_size, cfg.seed, cfg.grad_accum, rank.rank, rank.world,
+                             str(rank.device) if rank.device.type != "cpu" else None)
         manifest = shards.manifest
         if manifest["seq_len"] != cfg.seq_len:
-            if "seq_len" in overrides:
-                raise UserError(f"--seq-len {cfg.seq_len} differs from the shards' {manifest['seq_len']}; prepare "
-                                f"the corpus again with --seq-len {cfg.seq_len}")
-            cfg = apply_overrides(cfg, {"seq_len": manifest["seq_len"]})
+            raise UserError(f"--seq-len {cfg.seq_len} differs from the shards' {manifest['seq_len']}; prepare "
+                            f"the corpus again with --seq-len {cfg.seq_len}")
         tokenizer_dir = Path(data) / "tokenizer"
         if tokenizer and not files:
             given = tokenizer_hash(load_tokenizer(tokenizer))
@@ -147,37 +159,46 @@ def pretrain(cfg: TextConfig | None = None, data: str | None = None, files: list
                                 f"positions, fewer than seq_len {cfg.seq_len}")
         else:
             modules = build_rtd_models(cfg, vocab, special["pad"])
-        rng = torch.Generator().manual_seed(cfg.seed + 1)
+        for module in modules.values():
+            module.to(rank.device)
         if cfg.objective == "rtd":
-            objective = RTDObjective(modules["generator"], modules["discriminator"], cfg, special, vocab, rng)
+            objective = RTDObjective(modules["generator"], modules["discriminator"], cfg, special, vocab, cfg.seed + 1)
         else:
-            objective = MaskedLMObjective(modules["mlm"], cfg, special, vocab, rng)
+            objective = MaskedLMObjective(modules["mlm"], cfg, special, vocab, cfg.seed + 1)
         optimizer = {"model": build_optimizer(cfg, modules)}
+        if cfg.compile:
+            for module in modules.values():
+                module.compile()
         start = 0
         if resume:
-            state = ckpt.load_checkpoint(checkpoint_dir, modules, optimizer, {"masking": rng})
+            state = ckpt.load_checkpoint(checkpoint_dir, modules, optimizer, {})
             start = int(state["step"])
             if start >= cfg.steps:
                 raise UserError(f"{run_dir} already reached step {start} of {cfg.steps}; raise --steps to go on")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.json", track="text", data=str(Path(data).resolve()))
-        params = sum(p.numel() for _, p in unique_parameters(modules))
-        log(f"data: {data} ({manifest['rows']} examples of {cfg.seq_len} tokens, vocab {vocab})")
-        log(f"run folder: {run_dir}  ({'resuming at step ' + str(start) if resume else 'new run'}, {cfg.objective}, "
-            f"{params / 1e6:.2f}M parameters, {cfg.steps} steps, batch {cfg.batch_size})")
+        if rank.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.json", track="text", data=str(Path(data).resolve()))
+            params = sum(p.numel() for _, p in unique_parameters(modules))
+            log(f"data: {data} ({manifest['rows']} examples of {cfg.seq_len} tokens, vocab {vocab})")
+            log(f"run folder: {run_dir}  ({'resuming at step ' + str(start) if resume else 'new run'}, "
+                f"{cfg.objective}, {params / 1e6:.2f}M parameters, {cfg.steps} steps; global batch "
+                f"{shards.global_batch} = {cfg.batch_size} × {cfg.grad_accum} accumulation × {rank.world} ranks, "
+                f"peak lr {cfg.lr:g}, {cfg.precision})")
         trainer = Trainer(
             modules=modules, optimizers=optimizer, objective=objective, schedule=EveryStep(("joint",)),
             batches=shards, run_dir=run_dir, total_steps=cfg.steps, steps_per_epoch=shards.steps_per_epoch,
-            items_per_step=cfg.batch_size * cfg.seq_len, item_name="tokens", log_every=cfg.log_every,
+            items_per_step=shards.global_batch * cfg.seq_len, item_name="tokens", log_every=cfg.log_every,
             checkpoint_every=cfg.checkpoint_every, max_seconds=cfg.minutes * 60 if cfg.minutes else None,
             grad_clip=cfg.grad_clip, lr_lambda=lambda s: warmup_linear_decay(s, cfg.warmup_steps, cfg.steps),
-            generators={"masking": rng}, hooks=TextHooks(run_dir, tokenizer_dir, cfg),
-            extra_state=lambda: {"track": "text"}, progress=progress, checkpoint_each_epoch=False,
+            hooks=TextHooks(run_dir, tokenizer_dir, cfg), extra_state=lambda: {"track": "text"}, progress=progress,
+            checkpoint_each_epoch=False, grad_accum=cfg.grad_accum, micro_batch=cfg.batch_size,
+            precision=cfg.precision,
         )
         trainer.run(start)
     except BaseException:
-        if created and not (run_dir / "checkpoints").exists():
+        if distributed.current().is_main and created and not (run_dir / "checkpoints").exists():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    log(f"done at step {trainer.step}: HF models in {run_dir / 'discriminator'} and {run_dir / 'generator'}")
+    if distributed.current().is_main:
+        log(f"done at step {trainer.step}: HF models in {run_dir / 'discriminator'} and {run_dir / 'generator'}")
     return run_dir

@@ -15,12 +15,20 @@ from electra.errors import UserError
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def _bert_pipeline(tokenizer, lowercase: bool = True):
-    from tokenizers import decoders, normalizers, pre_tokenizers, processors
+def _bert_normalization(tokenizer, lowercase: bool = True):
+    from tokenizers import normalizers, pre_tokenizers
 
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=None, clean_text=True,
                                                       handle_chinese_chars=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tokenizer
+
+
+def _bert_pipeline(tokenizer, lowercase: bool = True):
+    """BERT's normalisation and pre-tokenisation, WordPiece decoding, [CLS] A [SEP] (B [SEP]) templates."""
+    from tokenizers import decoders, processors
+
+    _bert_normalization(tokenizer, lowercase)
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
@@ -61,11 +69,7 @@ def train_tokenizer(files: list[str], vocab_size: int, out: str | Path, lowercas
     check_text_files(files)
     if vocab_size < len(SPECIAL_TOKENS) + 10:
         raise UserError(f"--vocab-size {vocab_size} is too small; use at least {len(SPECIAL_TOKENS) + 10}")
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    from tokenizers import normalizers, pre_tokenizers
-
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer = _bert_normalization(Tokenizer(models.WordPiece(unk_token="[UNK]")), lowercase)
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                         special_tokens=SPECIAL_TOKENS, continuing_subword_prefix="##",
                                         show_progress=False)
@@ -98,9 +102,9 @@ def load_tokenizer(path: str | Path):
             lowercase = json.loads(lower.read_text()).get("do_lower_case", True) if lower.is_file() else True
             check_special_tokens(tokenizer, path)
             _bert_pipeline(tokenizer, lowercase)
-    except (ValueError, UnicodeDecodeError, Exception) as exc:  # tokenizers raises a bare Exception on bad JSON
-        if isinstance(exc, UserError):
-            raise
+    except UserError:
+        raise
+    except Exception as exc:  # tokenizers raises a bare Exception on malformed JSON
         raise UserError(f"tokenizer {path} is malformed ({str(exc).splitlines()[0][:120]})") from None
     check_special_tokens(tokenizer, path)
     return tokenizer
