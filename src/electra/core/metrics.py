@@ -9,36 +9,25 @@ import torch
 
 
 class RunningMeans:
-    """Sums detached scalar tensors on the device; ``pop`` syncs once per log interval, not once per step.
+    """Keeps detached scalar tensors on the device; ``pop`` stacks and syncs once per log interval, not once per
+    step, so the hot loop does no arithmetic for logging at all.
 
     Non-finite values (e.g. an AUC on a batch with one class) are left out of their mean."""
 
     def __init__(self) -> None:
-        self._sums: dict[str, torch.Tensor] = {}
-        self._counts: dict[str, torch.Tensor] = {}
+        self._values: dict[str, list[torch.Tensor]] = {}
 
     def add(self, metrics: dict[str, torch.Tensor]) -> None:
         for k, v in metrics.items():
-            v = v.detach().float()
-            finite = torch.isfinite(v)
-            v = torch.where(finite, v, torch.zeros_like(v))
-            if k in self._sums:
-                self._sums[k] += v
-                self._counts[k] += finite
-            else:
-                self._sums[k] = v.clone()
-                self._counts[k] = finite.float()
+            self._values.setdefault(k, []).append(v.detach())
 
     def pop(self) -> dict[str, float]:
-        if not self._sums:
+        if not self._values:
             return {}
-        keys = list(self._sums)
-        sums = torch.stack([self._sums[k] for k in keys])
-        counts = torch.stack([self._counts[k] for k in keys])
-        values = torch.where(counts > 0, sums / counts.clamp(min=1), torch.full_like(sums, float("nan"))).tolist()
-        self._sums.clear()
-        self._counts.clear()
-        return dict(zip(keys, values))
+        keys = list(self._values)
+        means = torch.stack([torch.stack(self._values[k]).float().nanmean() for k in keys]).tolist()
+        self._values.clear()
+        return dict(zip(keys, means))
 
 
 class MetricsLog:
