@@ -200,5 +200,5 @@ def pretrain(cfg: TextConfig | None = None, data: str | None = None, files: list
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     if distributed.current().is_main:
-        log(f"done at step {trainer.step}: HF models in {run_dir / 'discriminator'} and {run_dir / 'generator'}")
+        log(f"done at step {trainer.step}: HF models in " + " and ".join(str(run_dir / name) for name in modules))
     return run_dir
