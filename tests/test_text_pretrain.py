@@ -111,6 +111,25 @@ def test_prepare_packs_cls_a_sep_b_sep(corpus):
     assert manifest["tokenizer_hash"] and manifest["rows"] == len(rows)
 
 
+def test_file_documents_fill_rows_that_blank_lines_leave_short(capsys, corpus, tmp_path):
+    from electra.text.corpus import prepare_corpus
+
+    def stats(documents):
+        out = prepare_corpus([corpus["text"]], corpus["tokenizer"], 32, tmp_path / documents, progress=False,
+                             documents=documents)
+        m = json.loads((out / "manifest.json").read_text())
+        return m["documents"], m["tokens"] / (m["rows"] * 32)
+
+    docs_blank, fill_blank = stats("blank-line")
+    docs_file, fill_file = stats("file")
+    assert docs_blank == 60 and docs_file == 1  # write_corpus: 60 paragraphs in one file
+    assert fill_file > fill_blank + 0.1
+    code, _, err = _cli(capsys, "prepare", "--files", str(corpus["text"]), "--tokenizer", str(corpus["tokenizer"]),
+                        "--out", str(tmp_path / "bad"), "--documents", "page")
+    assert_one_line_error(code, err, "--documents")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_builder_follows_the_official_packing():
     import random
 

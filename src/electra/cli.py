@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--encoding", default="utf-8")
     prep.add_argument("--errors", default="strict", choices=["strict", "replace", "ignore"])
     prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--documents", default="blank-line", choices=["blank-line", "file"],
+                      help="what ends a document: a blank line (the official convention) or only the end of a file (for text whose blank lines separate paragraphs: fuller rows, less padding)")
 
     pre = tcmds.add_parser("pretrain", help="ELECTRA (rtd) or masked-LM (mlm) pre-training",
                            epilog="presets: tiny (CPU, minutes), small, base, large (the paper's sizes). Any config "
@@ -108,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--init-from", default=None, metavar="HF_DIR")
     pre.add_argument("--encoding", default="utf-8")
     pre.add_argument("--errors", default="strict", choices=["strict", "replace", "ignore"])
+    pre.add_argument("--documents", default="blank-line", choices=["blank-line", "file"],
+                     help="with --files: what ends a document (see 'prepare --help')")
     pre.add_argument("--quiet", action="store_true")
 
     ft = tcmds.add_parser("finetune", help="fine-tune a discriminator on a GLUE task (official recipe)",
@@ -204,10 +208,10 @@ def _text(args, extra: list[str]) -> int:
         from electra.text.corpus import prepare_corpus
 
         out = prepare_corpus(args.files, args.tokenizer, args.seq_len, args.out, args.encoding, args.errors,
-                             seed=args.seed)
+                             seed=args.seed, documents=args.documents)
         m = json.loads((out / "manifest.json").read_text())
         print(f"wrote {out}: {m['rows']} examples, {m['tokens']} tokens, {m['documents']} documents, "
-              f"{len(m['shards'])} shard(s)")
+              f"{len(m['shards'])} shard(s), {100 * m['tokens'] / (m['rows'] * m['seq_len']):.0f}% of row slots filled")
         return 0
     from electra.text.config import TextConfig, preset_config
     from electra.text.pretrain import pretrain
@@ -223,7 +227,7 @@ def _text(args, extra: list[str]) -> int:
     cfg = preset_config(args.preset or TextConfig.preset)
     pretrain(cfg, data=args.data, files=args.files, tokenizer=args.tokenizer, out=args.out,
              init_from=args.init_from, overrides=overrides, vocab_size=args.vocab_size, encoding=args.encoding,
-             errors=args.errors, progress=not args.quiet)
+             errors=args.errors, documents=args.documents, progress=not args.quiet)
     return 0
 
 

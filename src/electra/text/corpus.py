@@ -1,6 +1,8 @@
 """Corpus → memory-mapped token shards, packed the way the official ELECTRA data builder packs them.
 
-Text is streamed line by line (a blank line ends a document) and tokenised in batches by the Rust tokenizer
+Text is streamed line by line (a blank line ends a document, as in the official builder's input format; with
+``documents="file"`` only the end of a file does, for corpora whose blank lines separate paragraphs, where short
+"documents" would leave most of each row as padding) and tokenised in batches by the Rust tokenizer
 (which uses every core); examples ``[CLS] A [SEP] B [SEP]`` are written to fixed-length uint16 rows in shard files
 of ``shard_rows`` rows, then a small JSON manifest.  Nothing holds the whole corpus in memory, and the output folder
 appears only when complete.
@@ -59,12 +61,16 @@ def check_text_files(files, encoding: str = "utf-8", errors: str = "strict") -> 
     return paths
 
 
-def stream_lines(paths: list[Path], encoding: str, errors: str) -> Iterator[str]:
+DOCUMENT_BOUNDARIES = ("blank-line", "file")
+
+
+def stream_lines(paths: list[Path], encoding: str, errors: str) -> Iterator[str | None]:
+    """Stripped lines ("" for a blank one), and None at the end of each file."""
     for path in paths:
         with open(path, encoding=encoding, errors=errors) as f:
             for line in f:
                 yield line.strip()
-        yield ""  # the end of a file ends its last document
+        yield None
 
 
 class ExampleBuilder:
@@ -132,8 +138,12 @@ class ShardWriter:
 
 
 def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "utf-8", errors: str = "strict",
-                   seed: int = 0, shard_rows: int = 65_536, batch_lines: int = 4096, progress: bool = True) -> Path:
-    """Tokenise and pack ``files`` into shards under ``out``; return ``out``."""
+                   seed: int = 0, shard_rows: int = 65_536, batch_lines: int = 4096, progress: bool = True,
+                   documents: str = "blank-line") -> Path:
+    """Tokenise and pack ``files`` into shards under ``out``; return ``out``.  ``documents``: what ends a document,
+    "blank-line" (the official convention) or "file"."""
+    if documents not in DOCUMENT_BOUNDARIES:
+        raise UserError(f"--documents must be one of {', '.join(DOCUMENT_BOUNDARIES)}, not '{documents}'")
     paths = check_text_files(files, encoding, errors)
     if seq_len < 8:
         raise UserError(f"--seq-len {seq_len} is too short; use at least 8")
@@ -148,7 +158,7 @@ def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "ut
     try:
         writer = ShardWriter(tmp, seq_len, dtype, ids["pad"], shard_rows)
         builder = ExampleBuilder(seq_len, random.Random(seed))
-        documents = 0
+        n_documents, in_document = 0, False
         total_bytes = sum(p.stat().st_size for p in paths)
         bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="preparing", disable=not progress)
 
@@ -160,16 +170,18 @@ def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "ut
         batch: list[str] = []
 
         def drain():
-            nonlocal documents
+            nonlocal n_documents, in_document
             texts = [line for line in batch if line]
             encoded = iter(tokenizer.encode_batch(texts, add_special_tokens=False)) if texts else iter(())
             for line in batch:
                 if line:
+                    in_document = True
                     emit(builder.add(next(encoded).ids or None))
-                else:
-                    documents += 1
+                elif line is None or documents == "blank-line":
+                    n_documents += in_document
+                    in_document = False
                     emit(builder.add(None))
-                bar.update(len(line.encode(encoding, errors="replace")) + 1)
+                bar.update(len(line.encode(encoding, errors="replace")) + 1 if line is not None else 0)
             batch.clear()
 
         for line in stream_lines(paths, encoding, errors):
@@ -186,7 +198,7 @@ def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "ut
         save_tokenizer(tokenizer, tmp / "tokenizer")
         manifest = {"format": FORMAT, "seq_len": seq_len, "dtype": np.dtype(dtype).name, "vocab_size": vocab_size,
                     "tokenizer_hash": tokenizer_hash(tokenizer), "special_ids": ids, "rows": rows,
-                    "tokens": writer.tokens, "documents": documents, "shards": writer.shards,
+                    "tokens": writer.tokens, "documents": n_documents, "document_boundary": documents, "shards": writer.shards,
                     "sources": [str(p) for p in paths]}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if out.exists():

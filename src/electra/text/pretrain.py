@@ -93,7 +93,8 @@ def _read_run(run_dir: Path) -> tuple[TextConfig, dict]:
 def pretrain(cfg: TextConfig | None = None, data: str | None = None, files: list[str] | None = None,
              tokenizer: str | None = None, out: str | None = None, resume: str | None = None,
              init_from: str | None = None, overrides: dict | None = None, vocab_size: int = 8192,
-             encoding: str = "utf-8", errors: str = "strict", progress: bool = True) -> Path:
+             encoding: str = "utf-8", errors: str = "strict", documents: str = "blank-line",
+             progress: bool = True) -> Path:
     """Pre-train; return the run folder (generator/ and discriminator/ in HF format, metrics, checkpoints)."""
     overrides = dict(overrides or {})
     if resume:
@@ -130,7 +131,7 @@ def pretrain(cfg: TextConfig | None = None, data: str | None = None, files: list
                     log(f"training a {vocab_size}-token WordPiece vocabulary on {len(files)} file(s)")
                     train_tokenizer(files, vocab_size, tokenizer)
                 prepare_corpus(files, tokenizer, cfg.seq_len, data, encoding, errors, seed=cfg.seed,
-                               progress=progress)
+                               progress=progress, documents=documents)
             distributed.barrier()
         rank = distributed.current()
         if cfg.precision == "fp16" and rank.device.type != "cuda":
