@@ -51,7 +51,7 @@ def random_batches(vocab: int, batch: int, seq: int):
 class ReferenceStep:
     def __init__(self, cfg, vocab):
         self.cfg = cfg
-        self.m = build_rtd_models(cfg, vocab)
+        self.m = build_rtd_models(cfg, vocab, fast=False)  # stock HF modules, as ports use them
         self.opt = build_optimizer(cfg, self.m)
         self.rng = torch.Generator().manual_seed(0)
         self.draw = generator_draw(cfg.batch_size, self.rng)

@@ -25,6 +25,7 @@ from electra.core.schedules import EveryStep, warmup_linear_decay
 from electra.core.trainer import Trainer
 from electra.errors import UserError
 from electra.text.hf_io import load_hf, model_tokenizer, resolve_model_dir
+from electra.text.fast_training import fast_training
 from electra.text.tasks import Examples, Task, get_task, read_split, score
 
 
@@ -176,7 +177,8 @@ def finetune(model: str | Path, task_name: str, data_dir: str | Path, cfg: Finet
     for k in range(cfg.seeds):
         seed = cfg.seed + k
         torch.manual_seed(seed)
-        net = load_hf(ElectraForSequenceClassification, model_dir, "discriminator", num_labels=task.num_labels)
+        net = fast_training(load_hf(ElectraForSequenceClassification, model_dir, "discriminator",
+                                    num_labels=task.num_labels))
         batches = ShuffledBatches(train_inputs, train_labels, cfg.batch_size, seed)
         total = epochs * batches.steps_per_epoch
         warmup = int(cfg.warmup_frac * total)

@@ -16,6 +16,7 @@ import torch
 
 from electra.errors import UserError
 from electra.text.config import TextConfig
+from electra.text.fast_training import fast_training
 
 
 def hf_config(cfg: TextConfig, vocab_size: int, generator: bool, pad_id: int = 0):
@@ -38,14 +39,18 @@ def share_embeddings(generator, discriminator) -> None:
     generator.generator_lm_head.weight = discriminator.electra.embeddings.word_embeddings.weight
 
 
-def build_rtd_models(cfg: TextConfig, vocab_size: int, pad_id: int = 0) -> dict[str, torch.nn.Module]:
+def build_rtd_models(cfg: TextConfig, vocab_size: int, pad_id: int = 0,
+                     fast: bool = True) -> dict[str, torch.nn.Module]:
+    """Fresh models for ``cfg.objective``; ``fast=False`` leaves them as stock HF modules (the benchmark's
+    reference layout)."""
     from transformers import ElectraForMaskedLM, ElectraForPreTraining
 
+    speed = fast_training if fast else (lambda model: model)
     torch.manual_seed(cfg.seed)
     if cfg.objective == "mlm":
-        return {"mlm": ElectraForMaskedLM(hf_config(cfg, vocab_size, generator=False, pad_id=pad_id))}
-    discriminator = ElectraForPreTraining(hf_config(cfg, vocab_size, generator=False, pad_id=pad_id))
-    generator = ElectraForMaskedLM(hf_config(cfg, vocab_size, generator=True, pad_id=pad_id))
+        return {"mlm": speed(ElectraForMaskedLM(hf_config(cfg, vocab_size, generator=False, pad_id=pad_id)))}
+    discriminator = speed(ElectraForPreTraining(hf_config(cfg, vocab_size, generator=False, pad_id=pad_id)))
+    generator = speed(ElectraForMaskedLM(hf_config(cfg, vocab_size, generator=True, pad_id=pad_id)))
     share_embeddings(generator, discriminator)
     return {"generator": generator, "discriminator": discriminator}
 
@@ -65,7 +70,7 @@ def load_pretrained_pair(folder: str | Path) -> dict[str, torch.nn.Module]:
         generator = ElectraForMaskedLM.from_pretrained(str(parts["generator"]))
     except (OSError, ValueError) as exc:
         raise UserError(f"--init-from {folder}: cannot load the models ({str(exc).splitlines()[0][:160]})") from None
-    share_embeddings(generator, discriminator)
+    share_embeddings(fast_training(generator), fast_training(discriminator))
     return {"generator": generator, "discriminator": discriminator}
 
 
