@@ -6,6 +6,7 @@ the MNIST test split.  Beside them: the real-data floor and the textbook DCGAN l
 width 64 as in the tutorial) trained for the same budget.  Prints a table and a final summary line.
 
     python benchmarks/image_quality.py [--budgets 3 10] [--candidates seed dcgan vae vaegan dcgan-ema]
+        [--variant NAME=PRESET,key=value,...]   # extra candidates, e.g. dcgan-lr1e-3=dcgan,lr=1e-3
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from common import SHARED, say
-from electra.config import apply_overrides
+from electra.config import apply_overrides, parse_assignments
 from electra.image.config import preset_config
 from electra.image.evaluate import evaluate
 from electra.image.train import sample_images, train_image
@@ -64,10 +65,17 @@ def row(name, budget, steps, report, key="generated"):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--budgets", type=float, nargs="+", default=[3.0, 10.0])
-    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
+    parser.add_argument("--candidates", nargs="*", default=list(CANDIDATES))
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=PRESET,key=value,...",
+                        help="an extra candidate: a preset with config overrides")
     parser.add_argument("--no-textbook", action="store_true")
     parser.add_argument("--out", default=None, help="keep runs and a results JSON here")
     args = parser.parse_args()
+    for spec in args.variant:
+        name, _, rest = spec.partition("=")
+        preset, *assignments = rest.split(",")
+        CANDIDATES[name] = (preset, parse_assignments(assignments))
+        args.candidates.append(name)
     root = Path(args.out or tempfile.mkdtemp(prefix="image_quality-"))
     root.mkdir(parents=True, exist_ok=True)
     data_dir = str(SHARED / "mnist")
