@@ -105,6 +105,8 @@ def main():
     (root / "results.json").write_text(json.dumps({"rows": rows, "real_floor": floor}, indent=2))
     for budget in args.budgets:
         mine = [r for r in rows if r["minutes"] == budget and not r["candidate"].startswith("textbook")]
+        if not mine:
+            continue
         best = min(mine, key=lambda r: r["fid"])
         base = [r for r in rows if r["minutes"] == budget and r["candidate"].startswith("textbook")]
         ratio = f", textbook FID {base[0]['fid']:.2f} → ratio {best['fid'] / base[0]['fid']:.2f}" if base else ""

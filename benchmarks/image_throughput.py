@@ -38,6 +38,9 @@ def load_images():
     return load_dataset("embedded")
 
 
+TUTORIAL_LR, TUTORIAL_BETAS = 2e-4, (0.5, 0.999)  # pytorch/examples dcgan (Radford et al. 2015)
+
+
 class TextbookLoop:
     """pytorch/examples-style DCGAN training, written plainly."""
 
@@ -46,8 +49,9 @@ class TextbookLoop:
         self.netG = system.modules["generator"]
         self.netD = nn.Sequential(system.modules["discriminator"], nn.Sigmoid())
         self.criterion = nn.BCELoss()
-        self.optD = torch.optim.Adam(self.netD.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        self.optG = torch.optim.Adam(self.netG.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        # the tutorial's optimiser settings, whatever the project's preset uses
+        self.optD = torch.optim.Adam(self.netD.parameters(), lr=TUTORIAL_LR, betas=TUTORIAL_BETAS)
+        self.optG = torch.optim.Adam(self.netG.parameters(), lr=TUTORIAL_LR, betas=TUTORIAL_BETAS)
         data = TensorDataset(to_model_range(images_uint8))
         self.loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True)
         self.iterator = iter(self.loader)
