@@ -167,7 +167,7 @@ def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "ut
                 a, b = example
                 writer.add([ids["cls"], *a, ids["sep"], *([*b, ids["sep"]] if b else [])])
 
-        batch: list[str] = []
+        batch: list[str | None] = []
 
         def drain():
             nonlocal n_documents, in_document
