@@ -39,8 +39,9 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
 def _register() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    if ATTENTION not in AttentionInterface._global_mapping:
+    if ATTENTION not in ALL_ATTENTION_FUNCTIONS:
         AttentionInterface.register(ATTENTION, _attention)
         ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION, sdpa_mask)
 
