@@ -1,4 +1,8 @@
-from electra.core.schedules import Alternating, Phased, warmup_linear_decay
+import math
+
+import pytest
+
+from electra.core.schedules import Alternating, Phased, lr_decay, warmup_linear_decay
 
 
 def test_alternating_k_discriminator_steps_per_generator_step():
@@ -22,3 +26,12 @@ def test_warmup_then_linear_decay():
     assert warmup_linear_decay(9, 10, 110) == 1.0
     assert warmup_linear_decay(60, 10, 110) == 0.5
     assert warmup_linear_decay(110, 10, 110) == 0.0
+
+
+def test_lr_decay_shapes_over_the_fraction_of_the_run_done():
+    assert lr_decay(0.5, "none", 0.0) == 1.0
+    assert lr_decay(0.0, "linear", 0.1) == 1.0 and lr_decay(1.0, "linear", 0.1) == pytest.approx(0.1)
+    assert lr_decay(0.5, "linear", 0.0) == pytest.approx(0.5)
+    assert lr_decay(0.0, "cosine", 0.0) == pytest.approx(1.0) and lr_decay(1.0, "cosine", 0.2) == pytest.approx(0.2)
+    assert lr_decay(0.25, "cosine", 0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_decay(1.7, "linear", 0.0) == 0.0 and lr_decay(-1.0, "cosine", 0.0) == 1.0  # clipped to [0, 1]

@@ -6,6 +6,7 @@ an objective says which updates it has, a schedule says which of them run on ste
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -52,3 +53,18 @@ def warmup_linear_decay(step: int, warmup: int, total: int) -> float:
     if total <= warmup:
         return 1.0
     return max(0.0, (total - step) / (total - warmup))
+
+
+LR_DECAYS = ("none", "linear", "cosine")
+
+
+def lr_decay(fraction: float, shape: str, final: float) -> float:
+    """Multiplier of the peak lr when ``fraction`` of the run is done: constant, or falling to ``final`` at the end.
+
+    A fraction rather than a step, so a wall-clock budget (whose step count is unknown in advance) can decay too."""
+    f = min(max(fraction, 0.0), 1.0)
+    if shape == "linear":
+        return 1.0 - (1.0 - final) * f
+    if shape == "cosine":
+        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * f))
+    return 1.0

@@ -78,6 +78,9 @@ class Trainer:
     max_seconds: float | None = None
     grad_clip: float | None = None
     lr_lambda: Callable[[int], float] | None = None   # multiplier of each group's initial lr at step t
+    # … or, instead, a multiplier given the fraction of the run done: steps/total_steps or elapsed/max_seconds,
+    # whichever is further, so a wall-clock budget can anneal without knowing its step count.
+    lr_by_fraction: Callable[[float], float] | None = None
     generators: dict[str, torch.Generator] = field(default_factory=dict)  # RNGs saved with checkpoints
     hooks: Hooks = field(default_factory=Hooks)
     extra_state: Callable[[], dict] = dict           # track state stored in checkpoints
@@ -95,11 +98,20 @@ class Trainer:
         self._base_lrs = {n: [g["lr"] for g in o.param_groups] for n, o in self.optimizers.items()}
         self.scaler = torch.amp.GradScaler(self.dist.device.type) if self.precision == "fp16" else None
         self.stopped_early = False
+        self.elapsed = 0.0   # seconds of this run() so far, the same on every rank (agreed after each step)
+
+    def fraction_done(self, step: int) -> float:
+        by_steps = step / self.total_steps
+        by_time = self.elapsed / self.max_seconds if self.max_seconds else 0.0
+        return min(1.0, max(by_steps, by_time))
 
     def _set_lr(self, step: int) -> None:
-        if self.lr_lambda is None:
+        if self.lr_by_fraction is not None:
+            scale = self.lr_by_fraction(self.fraction_done(step))
+        elif self.lr_lambda is not None:
+            scale = self.lr_lambda(step)
+        else:
             return
-        scale = self.lr_lambda(step)
         for name, opt in self.optimizers.items():
             for group, base in zip(opt.param_groups, self._base_lrs[name]):
                 group["lr"] = base * scale
@@ -192,10 +204,12 @@ class Trainer:
                 bar.update(1)
                 epoch_done = self.step % self.steps_per_epoch == 0
                 is_last = self.step == self.total_steps
-                out_of_time = self.max_seconds is not None and time.perf_counter() - t_start >= self.max_seconds
-                if self.dist.enabled and self.max_seconds is not None:  # every rank stops at the same step
-                    flag = distributed.average_scalars(torch.tensor([float(out_of_time)]))
-                    out_of_time = bool(flag.item() > 0)
+                self.elapsed = time.perf_counter() - t_start
+                if self.dist.enabled and self.max_seconds is not None:
+                    # every rank stops at the same step and anneals its lr by the same clock
+                    agreed = distributed.average_scalars(torch.tensor([self.elapsed], dtype=torch.float64))
+                    self.elapsed = float(agreed.item())
+                out_of_time = self.max_seconds is not None and self.elapsed >= self.max_seconds
                 if self.step % self.log_every == 0 or is_last or out_of_time:
                     now = time.perf_counter()
                     row = self._log_row(running, steps_since_log, now - t_log)

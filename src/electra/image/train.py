@@ -17,7 +17,7 @@ from electra.config import apply_overrides, fresh_output_dir, save_config
 from electra.core import checkpoint as ckpt
 from electra.core import distributed
 from electra.core.metrics import plot_curves, read_metrics
-from electra.core.schedules import Alternating, EveryStep, Phased
+from electra.core.schedules import Alternating, EveryStep, Phased, lr_decay
 from electra.core.trainer import Hooks, Trainer
 from electra.errors import UserError
 from electra.image.config import ImageConfig, config_from_dict
@@ -47,7 +47,8 @@ class ImageSystem:
 
 def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageSystem:
     torch.manual_seed(cfg.seed)
-    modules = build_models(cfg.model, cfg.objective, cfg.width, cfg.spectral_norm, cfg.noise_dim)
+    modules = build_models(cfg.model, cfg.objective, cfg.width, cfg.spectral_norm, cfg.noise_dim,
+                           cfg.minibatch_std)
     for module in modules.values():
         module.to(device)
     noise = Noise(cfg.noise_dim, cfg.seed + 1, device)
@@ -229,7 +230,7 @@ def train_image(cfg: ImageConfig | None = None, out: str | None = None, resume: 
         log(f"run folder: {run_dir}  ({'resuming at step ' + str(start_step) if resume else 'new run'}, "
             f"{steps if steps < 10**9 else '∞'} steps, {batches.steps_per_epoch} per epoch; global batch "
             f"{batches.global_batch} = {cfg.batch_size} × {cfg.grad_accum} accumulation × {rank.world} ranks, "
-            f"lr {cfg.lr:g})")
+            f"lr {cfg.lr:g}{'' if cfg.lr_decay == 'none' else f' → {cfg.lr * cfg.lr_final:g} ({cfg.lr_decay})'})")
     hooks = ImageHooks(system, run_dir, fixed_noise(cfg).to(rank.device))
     trainer = Trainer(
         modules=system.modules, optimizers=optimizers, objective=system.objective,
@@ -239,6 +240,7 @@ def train_image(cfg: ImageConfig | None = None, out: str | None = None, resume: 
         max_seconds=cfg.minutes * 60 if cfg.minutes else None, generators=generators, hooks=hooks,
         extra_state=lambda: {"data_size": len(data), "track": "image"}, progress=progress,
         grad_accum=cfg.grad_accum, micro_batch=cfg.batch_size, precision=cfg.precision,
+        lr_by_fraction=None if cfg.lr_decay == "none" else lambda f: lr_decay(f, cfg.lr_decay, cfg.lr_final),
     )
     try:
         trainer.run(start_step)
