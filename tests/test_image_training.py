@@ -83,6 +83,25 @@ def test_vae_and_vaegan_update_their_networks():
     assert _one_step(_cfg("vae"), "autoencoder") == {"generator": True, "encoder": True}
     assert _one_step(_cfg("vaegan"), "joint") == {"generator": True, "encoder": True, "discriminator": True}
 
+def _logged_lrs(run):
+    return [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_lr_decay_by_steps_follows_the_schedule(mnist_dir, tmp_path):
+    cfg = _cfg(data_dir=str(mnist_dir), steps=8, log_every=1, lr=1e-3, lr_decay="linear", lr_final=0.0)
+    lrs = _logged_lrs(train_image(cfg, out=str(tmp_path / "run"), progress=False))
+    # the row after step s was trained at the lr set for step s-1: 1e-3 · (1 - (s-1)/8)
+    assert lrs == pytest.approx([1e-3 * (1 - s / 8) for s in range(8)])
+
+
+def test_lr_decay_over_a_wall_clock_budget_anneals_without_a_step_count(mnist_dir, tmp_path):
+    cfg = _cfg(data_dir=str(mnist_dir), epochs=10**6, minutes=2 / 60, log_every=1, lr=1e-3, lr_decay="linear")
+    lrs = _logged_lrs(train_image(cfg, out=str(tmp_path / "run"), progress=False))
+    assert len(lrs) > 10
+    assert lrs[0] == pytest.approx(1e-3)                      # nothing elapsed before the first step
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))          # monotone in elapsed time
+    assert lrs[-1] < 0.25e-3                                  # the budget is nearly used up by the last step
+
 
 def test_phased_schedule_freezes_the_discriminator(mnist_dir, tmp_path):
     cfg = _cfg("seed", data_dir=str(mnist_dir), phase_both=1, phase_generator=100, steps=4)
@@ -100,3 +119,21 @@ def test_seed_generator_maps_100d_noise_to_28x28():
     assert sizes == [1024, 512, 256, 128, 784]
     d_sizes = [m.out_features for m in system.modules["discriminator"].modules() if isinstance(m, torch.nn.Linear)]
     assert d_sizes == [128, 128, 1]
+
+
+def test_minibatch_std_channel_measures_the_batch_spread():
+    from electra.errors import UserError
+    from electra.image.models import DCGANDiscriminator
+
+    torch.manual_seed(0)
+    d = DCGANDiscriminator(width=4, minibatch_std=True)
+    same = torch.randn(1, 1, 28, 28).expand(6, 1, 28, 28).contiguous()
+    varied = torch.randn(6, 1, 28, 28)
+    spread_same = d.spread(d.body(same))[:, 8]                # the appended (2w+1)-th channel
+    spread_varied = d.spread(d.body(varied))[:, 8]
+    assert spread_same.max() < 1e-3                           # a collapsed batch has (almost) no spread …
+    assert spread_varied.min() > 10 * spread_same.max()       # … a varied one has, the same value for every image
+    assert torch.allclose(spread_varied, spread_varied[0, 0].expand_as(spread_varied))
+    assert d(varied).shape == (6,) and d.features(varied).shape == (6, 8 * 49)   # features: per image only
+    with pytest.raises(UserError, match="minibatch_std"):
+        _cfg("seed", minibatch_std=True).validate()

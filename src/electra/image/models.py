@@ -84,25 +84,42 @@ def _maybe_sn(layer: nn.Module, spectral: bool) -> nn.Module:
     return nn.utils.parametrizations.spectral_norm(layer) if spectral else layer
 
 
-class DCGANDiscriminator(nn.Module):
-    """1×28×28 → w×14×14 → 2w×7×7 (LeakyReLU 0.2; batch-norm on the second conv unless spectral norm) → logit."""
+class MinibatchStd(nn.Module):
+    """Appends one channel holding the batch's mean feature standard deviation (Karras et al. 2018, ProGAN).
 
-    def __init__(self, width: int = 64, spectral_norm: bool = False) -> None:
+    A discriminator that sees how varied a batch is can punish a generator that draws the same few digits, which a
+    per-image discriminator cannot.  Real and generated batches go through D separately, so the statistic compares
+    like with like."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        std = (x.float().var(dim=0, unbiased=False) + 1e-8).sqrt().mean().to(x.dtype)
+        return torch.cat([x, std.expand(x.shape[0], 1, *x.shape[2:])], dim=1)
+
+
+class DCGANDiscriminator(nn.Module):
+    """1×28×28 → w×14×14 → 2w×7×7 (LeakyReLU 0.2; batch-norm on the second conv unless spectral norm) → logit;
+    with ``minibatch_std`` the head also sees a (2w+1)-th 7×7 channel carrying the batch's feature spread.
+
+    ``features`` are the per-image 2w×7×7 activations (flattened), without the batch statistic: probes and the
+    VAE-GAN's feature-space reconstruction want a description of one image, not of the batch it came in."""
+
+    def __init__(self, width: int = 64, spectral_norm: bool = False, minibatch_std: bool = False) -> None:
         super().__init__()
         norm = nn.Identity() if spectral_norm else nn.BatchNorm2d(2 * width)
         self.body = nn.Sequential(
             _maybe_sn(nn.Conv2d(1, width, 4, 2, 1), spectral_norm), nn.LeakyReLU(0.2),
             _maybe_sn(nn.Conv2d(width, 2 * width, 4, 2, 1, bias=spectral_norm), spectral_norm), norm,
-            nn.LeakyReLU(0.2), nn.Flatten(),
+            nn.LeakyReLU(0.2),
         )
-        self.head = _maybe_sn(nn.Linear(2 * width * 49, 1), spectral_norm)
+        self.spread = MinibatchStd() if minibatch_std else nn.Identity()
+        self.head = _maybe_sn(nn.Linear((2 * width + minibatch_std) * 49, 1), spectral_norm)
         dcgan_init(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        return self.body(x).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x)).squeeze(1)
+        return self.head(self.spread(self.body(x)).flatten(1)).squeeze(1)
 
 
 class Encoder(nn.Module):
@@ -127,13 +144,13 @@ ARCHITECTURES = ("seed-mlp", "dcgan")
 
 
 def build_models(architecture: str, objective: str, width: int = 64, spectral_norm: bool = False,
-                 noise_dim: int = NOISE_DIM) -> dict[str, nn.Module]:
+                 noise_dim: int = NOISE_DIM, minibatch_std: bool = False) -> dict[str, nn.Module]:
     """The modules an objective needs, keyed by the names checkpoints and optimizers use."""
     if architecture == "seed-mlp":
         modules: dict[str, nn.Module] = {"generator": SeedGenerator(noise_dim), "discriminator": SeedDiscriminator()}
     elif architecture == "dcgan":
         modules = {"generator": DCGANGenerator(noise_dim, width),
-                   "discriminator": DCGANDiscriminator(width, spectral_norm)}
+                   "discriminator": DCGANDiscriminator(width, spectral_norm, minibatch_std)}
     else:
         from electra.errors import UserError
 
