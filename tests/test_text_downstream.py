@@ -90,6 +90,14 @@ def test_layerwise_decay_values():
     assert all(g["weight_decay"] == 0.0 for g in groups if any(p.dim() == 1 for p in g["params"]))
 
 
+def test_recipe_lr_and_layer_decay_follow_the_model_size():
+    from electra.text.finetune import recipe_for
+
+    assert recipe_for(256) == (3e-4, 0.8) and recipe_for(128) == (3e-4, 0.8)   # Small, and the CPU tiny sizes
+    assert recipe_for(768) == (1e-4, 0.8)                                        # Base
+    assert recipe_for(1024) == (5e-5, 0.9)                                       # Large
+
+
 def _sentiment_glue(root, n_train=240, n_dev=80, seed=0):
     rng = random.Random(seed)
     words = ["film", "story", "acting", "music", "plot", "ending", "cast", "scenes"]
@@ -127,6 +135,7 @@ def test_tiny_finetune_beats_the_majority_class_and_predicts(sentiment_model, tm
     majority = max(np.mean(dev_labels), 1 - np.mean(dev_labels))
     assert result["main_score"] > majority + 0.15
     assert len(result["seeds"]) == 2 and (tmp_path / "ft" / "results.json").is_file()
+    assert (result["lr"], result["layer_decay"]) == (3e-3, 0.8)   # given lr kept, decay from the size recipe
     from transformers import ElectraForSequenceClassification
 
     ElectraForSequenceClassification.from_pretrained(str(tmp_path / "ft" / "seed-0" / "model"))
