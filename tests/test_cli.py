@@ -106,6 +106,9 @@ def test_empty_image_folder(capsys, tmp_path):
     (["image", "train", "batch_size=many"], "expects int"),
     (["image", "train", "schedule=sideways"], "schedule must be one of"),
     (["image", "train", "--epochs", "0"], "epochs must be at least 1"),
+    (["image", "train", "lr_decay=sideways"], "lr_decay must be one of"),
+    (["image", "train", "lr_final=2"], "lr_final must lie in [0, 1]"),
+    (["image", "train", "--preset", "seed", "minibatch_std=true"], "minibatch_std is a dcgan discriminator option"),
     (["image", "train", "--config", "/nonexistent.json"], "config file not found"),
     (["image", "fly"], "invalid choice"),
 ])

@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--data-dir", required=True, help="GLUE folder (holding CoLA/, SST-2/, …) or the task's folder")
     ft.add_argument("--seeds", type=int, default=None, help="runs with seeds seed..seed+N-1; the median is reported")
     ft.add_argument("--epochs", type=int, default=None)
-    ft.add_argument("--lr", type=float, default=None)
+    ft.add_argument("--lr", type=float, default=None,
+                    help="peak lr (default: the recipe by model width: Small 3e-4, Base 1e-4, Large 5e-5)")
     ft.add_argument("--seed", type=int, default=None)
     ft.add_argument("--out", default=None)
     ft.add_argument("--quiet", action="store_true")
