@@ -1,7 +1,7 @@
 """``finetune`` and ``predict``: ELECTRA discriminators on GLUE tasks with the official fine-tuning recipe.
 
 Recipe (Clark et al. 2020, ``finetune/``): AdamW (ε 1e-6, weight decay 0.01 except LayerNorm/bias), layer-wise
-learning-rate decay 0.8 (the classifier at lr, encoder layer i at lr·0.8^(L+1−i), embeddings at lr·0.8^(L+2)),
+learning-rate decay d (the classifier at lr, encoder layer i at lr·d^(L+1−i), embeddings at lr·d^(L+2)),
 10% linear warm-up then linear decay, batch 32, 3 epochs (10 for RTE and STS-B); lr and layer decay by model size
 as in the paper's Table 7 (Small 3e-4 / 0.8, Base 1e-4 / 0.8, Large 5e-5 / 0.9) unless given; several seeds, the
 median reported.
