@@ -109,6 +109,8 @@ def test_empty_image_folder(capsys, tmp_path):
     (["image", "train", "lr_decay=sideways"], "lr_decay must be one of"),
     (["image", "train", "lr_final=2"], "lr_final must lie in [0, 1]"),
     (["image", "train", "--preset", "seed", "minibatch_std=true"], "minibatch_std is a dcgan discriminator option"),
+    (["image", "train", "minibatch_group=-1"], "minibatch_group must be 0 (whole batch) or a group size"),
+    (["image", "train", "d_width=0"], "width, d_width and noise_dim must be positive"),
     (["image", "train", "--config", "/nonexistent.json"], "config file not found"),
     (["image", "fly"], "invalid choice"),
 ])

@@ -137,3 +137,19 @@ def test_minibatch_std_channel_measures_the_batch_spread():
     assert d(varied).shape == (6,) and d.features(varied).shape == (6, 8 * 49)   # features: per image only
     with pytest.raises(UserError, match="minibatch_std"):
         _cfg("seed", minibatch_std=True).validate()
+
+
+def test_minibatch_std_groups_give_each_group_its_own_spread():
+    from electra.image.models import MinibatchStd
+
+    torch.manual_seed(0)
+    # group 2 over 6 images pairs image i with image i + 3; make pair (0, 3) identical, the others differ
+    x = torch.randn(6, 2, 3, 3)
+    x[3] = x[0]
+    spread = MinibatchStd(group=2)(x)[:, 2, 0, 0]
+    assert spread[0] == spread[3] and spread[0] < 1e-3
+    assert spread[1] == spread[4] and spread[2] == spread[5] and spread[1] > 0.1 and spread[1] != spread[2]
+    whole = MinibatchStd(group=0)(x)[:, 2]
+    assert torch.allclose(whole, whole[0, 0].expand_as(whole)) and whole[0, 0, 0] > 0.1
+    # a batch the group size does not divide falls back to the largest group size that does: 5 → groups of 1 → 0
+    assert MinibatchStd(group=4)(torch.randn(5, 2, 3, 3))[:, 2].max() < 1e-3

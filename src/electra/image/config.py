@@ -21,6 +21,8 @@ class ImageConfig:
     width: int = 64                      # dcgan channel width w (G: 4w→2w→1, D: w→2w)
     spectral_norm: bool = False          # spectral norm in D (replaces its batch-norm)
     minibatch_std: bool = False          # dcgan D sees each batch's feature spread (ProGAN): fights mode collapse
+    minibatch_group: int = 0             # … computed over groups of this many images (0: the whole batch)
+    d_width: int | None = None           # the discriminator's width when it differs from the generator's
     noise_dim: int = 100
     # objective
     objective: str = "gan"               # gan | vae | vaegan
@@ -71,7 +73,9 @@ class ImageConfig:
             (self.recon_space in ("features", "pixels"), "recon_space must be features or pixels"),
             (self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}"),
             (self.batch_size >= 2, "batch_size must be at least 2 (batch-norm needs a batch)"),
-            (self.width >= 1 and self.noise_dim >= 1, "width and noise_dim must be positive"),
+            (self.width >= 1 and self.noise_dim >= 1 and (self.d_width or 1) >= 1,
+             "width, d_width and noise_dim must be positive"),
+            (self.minibatch_group >= 0, "minibatch_group must be 0 (whole batch) or a group size"),
             (self.lr > 0 and (self.lr_g or 1) > 0 and (self.lr_d or 1) > 0, "learning rates must be positive"),
             (self.lr_decay in LR_DECAYS, f"lr_decay must be one of {', '.join(LR_DECAYS)}"),
             (0 <= self.lr_final <= 1, "lr_final must lie in [0, 1]"),
