@@ -111,6 +111,7 @@ def test_empty_image_folder(capsys, tmp_path):
     (["image", "train", "--preset", "seed", "minibatch_std=true"], "minibatch_std is a dcgan discriminator option"),
     (["image", "train", "minibatch_group=-1"], "minibatch_group must be 0 (whole batch) or a group size"),
     (["image", "train", "d_width=0"], "width, d_width and noise_dim must be positive"),
+    (["image", "train", "lr_d=0"], "learning rates must be positive"),
     (["image", "train", "--config", "/nonexistent.json"], "config file not found"),
     (["image", "fly"], "invalid choice"),
 ])

@@ -153,3 +153,12 @@ def test_minibatch_std_groups_give_each_group_its_own_spread():
     assert torch.allclose(whole, whole[0, 0].expand_as(whole)) and whole[0, 0, 0] > 0.1
     # a batch the group size does not divide falls back to the largest group size that does: 5 → groups of 1 → 0
     assert MinibatchStd(group=4)(torch.randn(5, 2, 3, 3))[:, 2].max() < 1e-3
+
+
+def test_d_width_widens_only_the_discriminator():
+    system = build_system(_cfg(width=4, d_width=6, minibatch_std=True, minibatch_group=4))
+    d, g = system.modules["discriminator"], system.modules["generator"]
+    assert [m.out_channels for m in d.modules() if isinstance(m, torch.nn.Conv2d)] == [6, 12]
+    assert [m.out_channels for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)] == [8, 1]
+    assert d.head.in_features == (12 + 1) * 49 and d.spread.group == 4
+    assert d(torch.randn(8, 1, 28, 28)).shape == (8,)
