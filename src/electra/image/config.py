@@ -111,7 +111,8 @@ PRESETS: dict[str, dict] = {
     # or a faster D (lr_d 2e-3 with lr 1e-3) were no better.  A cosine lr decay was worse at 3 and 10 minutes
     # (118.5 / 81.6: as the lr falls D wins).  The minibatch-std channel in D was the next lever: 10 minutes,
     # FID 67.3 → 50.7 and class KL 0.039 → 0.022 for seed 0 (seed 1: 65.8, KL 0.048 — GAN seeds spread widely;
-    # EMA 0.999 on top: FID 47.9 but KL 0.032).
+    # EMA 0.999 on top: FID 47.9 but KL 0.032).  Seed 2: 53.0, KL 0.020.  Not better (10 min, seed 1): EMA 0.999
+    # 71.3, minibatch-std over groups of 4 72.1 (vs 65.8); at 3 min a 64-wide D lost a third of the steps, no gain.
     "dcgan": dict(model="dcgan", width=32, minibatch_std=True, objective="gan", schedule="alternating", lr=2e-3,
                   beta1=0.5, batch_size=64, epochs=25),
     # Generator trained "like an autoencoder": encoder + generator, ELBO.
