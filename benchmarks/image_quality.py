@@ -97,22 +97,25 @@ def main():
     root = Path(args.out or tempfile.mkdtemp(prefix="image_quality-"))
     root.mkdir(parents=True, exist_ok=True)
     data_dir = str(SHARED / "mnist")
+
+    def suffix(seed: int) -> str:   # run names carry the seed only when there are several
+        return f"-seed{seed}" if len(args.seeds) > 1 else ""
+
     rows, floor = [], None
     for budget in args.budgets:
         for name in args.candidates:
+            preset, extra = CANDIDATES[name]
             for seed in args.seeds:
-                preset, extra = CANDIDATES[name]
                 cfg = apply_overrides(preset_config(preset), {"dataset": "mnist", "data_dir": data_dir,
                                                               "epochs": 1000, "minutes": budget, "seed": seed, **extra})
-                suffix = f"-seed{cfg.seed}" if len(args.seeds) > 1 else ""
-                run = train_image(cfg, out=str(root / f"{name}-{budget:g}min{suffix}"), progress=False)
+                run = train_image(cfg, out=str(root / f"{name}-{budget:g}min{suffix(cfg.seed)}"), progress=False)
                 steps = json.loads((run / "checkpoints/last/state.json").read_text())["step"]
                 report = evaluate(run, "mnist", data_dir, n=10_000, floor=floor is None, progress=False)
                 floor = floor or report.get("real_floor")
                 rows.append(row(name, budget, steps, report, cfg.seed))
                 say(json.dumps(rows[-1]))
         for seed in [] if args.no_textbook else args.seeds:
-            npy = root / f"textbook-{budget:g}min{f'-seed{seed}' if len(args.seeds) > 1 else ''}.npy"
+            npy = root / f"textbook-{budget:g}min{suffix(seed)}.npy"
             steps, _ = train_textbook(budget, npy, seed)
             report = evaluate(npy, "mnist", data_dir, n=10_000, floor=floor is None, progress=False)
             floor = floor or report.get("real_floor")
