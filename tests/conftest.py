@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -35,6 +38,16 @@ def mnist_dir(tmp_path):
 
 
 TINY = dict(dataset="mnist", width=4, batch_size=16, log_every=2, grid_size=4)
+
+
+def shared_data(name: str) -> Path:
+    """A folder of the real data in ../shared/data (beside the checkout here and in CI; ELECTRA_SHARED names
+    another shared folder).  Missing data fails the test with where it looked: the tests that read it never skip."""
+    root = Path(os.environ.get("ELECTRA_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+    folder = root / "data" / name
+    if not folder.is_dir():
+        pytest.fail(f"expected the shared {name} data at {folder} (set ELECTRA_SHARED to the shared folder)")
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -142,11 +142,8 @@ def test_download_with_bad_checksum_leaves_nothing(http_root, tmp_path, monkeypa
 
 
 def test_published_mnist_checksums_match_the_real_files():
-    from pathlib import Path
+    from conftest import shared_data
 
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-    path = shared / "t10k-labels-idx1-ubyte.gz"
-    if not path.exists():  # the data folder is beside the checkout here and in CI; a bare clone elsewhere lacks it
-        pytest.fail(f"expected the shared MNIST copy at {path}")
+    path = shared_data("mnist") / "t10k-labels-idx1-ubyte.gz"
     name, algorithm, digest = MNIST.files["test-labels"]
     assert file_digest(path, algorithm) == digest

@@ -58,9 +58,9 @@ def test_mnli_has_two_dev_sets_and_label_in_last_column(tmp_path):
 
 
 def test_real_glue_files_read(tmp_path):
-    from pathlib import Path
+    from conftest import shared_data
 
-    glue = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+    glue = shared_data("glue")
     counts = {"cola": 8551, "sst-2": 67349, "mrpc": 3668, "sts-b": 5749, "rte": 2490, "wnli": 635}
     for name, n in counts.items():
         assert len(read_split(get_task(name), glue, "train.tsv").texts) == n, name
