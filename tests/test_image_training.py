@@ -162,3 +162,39 @@ def test_d_width_widens_only_the_discriminator():
     assert [m.out_channels for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)] == [8, 1]
     assert d.head.in_features == (12 + 1) * 49 and d.spread.group == 4
     assert d(torch.randn(8, 1, 28, 28)).shape == (8,)
+
+
+def test_refreshed_batch_norm_statistics_are_the_weight_averages_own():
+    from electra.image.ema import refresh_batch_norm
+    from electra.image.models import DCGANGenerator
+
+    g = DCGANGenerator(noise_dim=10, width=4)
+    with torch.no_grad():   # weights unlike those the running statistics (zeros / ones) describe
+        g.project[0].weight.mul_(50).add_(0.3)
+    refresh_batch_norm(g, noise_dim=10, batch_size=16, seed=3, batches=5)
+    z = torch.randn(5 * 16, 10, generator=torch.Generator().manual_seed(3))
+    pre_norm = g.project[0](z).detach()
+    bn = g.project[1]
+    # the cumulative average of per-batch means is the overall mean; variances are each batch's unbiased one
+    assert torch.allclose(bn.running_mean, pre_norm.mean(0), atol=1e-4)
+    per_batch_var = torch.stack([chunk.var(0) for chunk in pre_norm.split(16)]).mean(0)
+    assert torch.allclose(bn.running_var, per_batch_var, rtol=1e-4)
+    assert bn.momentum == 0.1 and g.training        # settings put back
+
+
+def test_checkpointed_weight_average_carries_its_own_batch_norm_statistics(mnist_dir, tmp_path):
+    from electra.image.ema import refresh_batch_norm
+    from electra.image.train import ImageHooks
+
+    run = train_image(_cfg(data_dir=str(mnist_dir), steps=6, ema=0.5), out=str(tmp_path / "run"), progress=False)
+    saved = _weights(run)
+    cfg = _cfg(data_dir=str(mnist_dir), steps=6, ema=0.5)
+    system = build_system(cfg)
+    average = system.modules["generator_ema"]
+    average.load_state_dict({k[len("generator_ema."):]: v for k, v in saved.items()
+                             if k.startswith("generator_ema.")})
+    live_mean = saved["generator.project.1.running_mean"]
+    saved_mean = saved["generator_ema.project.1.running_mean"]
+    assert not torch.allclose(saved_mean, live_mean)        # not simply borrowed from the live generator
+    refresh_batch_norm(average, cfg.noise_dim, cfg.batch_size, cfg.seed + ImageHooks.STANDING_SEED_OFFSET)
+    assert torch.allclose(average.project[1].running_mean, saved_mean, atol=1e-5)

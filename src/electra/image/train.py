@@ -22,6 +22,7 @@ from electra.core.trainer import Hooks, Trainer
 from electra.errors import UserError
 from electra.image.config import ImageConfig, config_from_dict
 from electra.image.data import EpochBatches, ImageSet, load_dataset, to_uint8
+from electra.image.ema import ema_decay, refresh_batch_norm, update_average
 from electra.image.models import build_models
 from electra.image.objectives import GANObjective, Noise, VAEGANObjective, VAEObjective
 from electra.image.pictures import save_grid
@@ -94,31 +95,42 @@ def build_schedule(cfg: ImageConfig, system: ImageSystem):
 
 
 class ImageHooks(Hooks):
-    """EMA of generator weights, the fixed-noise grid every epoch, the final grid and loss curve."""
+    """EMA of generator weights (with its own batch-norm statistics), the fixed-noise grid every epoch, the final
+    grid and loss curve."""
+
+    # The refresh noise has its own seed, apart from the training stream and the grids' fixed noise.
+    STANDING_SEED_OFFSET = 104729
 
     def __init__(self, system: ImageSystem, run_dir: Path, fixed_noise: torch.Tensor) -> None:
         self.system, self.run_dir, self.fixed_noise = system, run_dir, fixed_noise
+        self._standing_at: int | None = None
 
     def after_step(self, trainer, step: int) -> None:
-        ema = self.system.modules.get("generator_ema")
-        if ema is None:
-            return
-        live = self.system.modules["generator"]
-        # Warm-up: early on the average would be dominated by the random initial weights.
-        decay = min(self.system.config.ema, (1.0 + step) / (10.0 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(list(ema.parameters()), list(live.parameters()), 1.0 - decay)
-            for b_ema, b in zip(ema.buffers(), live.buffers()):
-                b_ema.copy_(b)
+        average = self.system.modules.get("generator_ema")
+        if average is not None:
+            update_average(average, self.system.modules["generator"], ema_decay(self.system.config.ema, step))
 
-    def grid(self, name: str) -> Path:
+    def _ready_sampler(self, trainer) -> None:
+        """Give the weight average batch-norm statistics of its own before anyone samples or saves it."""
+        average = self.system.modules.get("generator_ema")
+        if average is None or self._standing_at == trainer.step:
+            return
+        cfg = self.system.config
+        refresh_batch_norm(average, cfg.noise_dim, cfg.batch_size, cfg.seed + self.STANDING_SEED_OFFSET)
+        self._standing_at = trainer.step
+
+    def grid(self, trainer, name: str) -> Path:
+        self._ready_sampler(trainer)
         return save_grid(sample_images(self.system.sampler, self.fixed_noise), self.run_dir / "samples" / name)
 
+    def before_checkpoint(self, trainer) -> None:
+        self._ready_sampler(trainer)
+
     def on_epoch_end(self, trainer, epoch: int) -> None:
-        self.grid(f"epoch-{epoch:03d}.png")
+        self.grid(trainer, f"epoch-{epoch:03d}.png")
 
     def on_finish(self, trainer) -> None:
-        self.grid("final.png")
+        self.grid(trainer, "final.png")
         plot_curves(read_metrics(self.run_dir / "metrics.jsonl"), CURVE_KEYS, self.run_dir / "loss_curve.png",
                     f"{self.system.config.preset}: {self.system.config.objective} losses")
 
