@@ -112,6 +112,8 @@ def test_empty_image_folder(capsys, tmp_path):
     (["image", "train", "minibatch_group=-1"], "minibatch_group must be 0 (whole batch) or a group size"),
     (["image", "train", "d_width=0"], "width, d_width and noise_dim must be positive"),
     (["image", "train", "lr_d=0"], "learning rates must be positive"),
+    (["image", "train", "d_extra_convs=-1"], "d_extra_convs must be 0 or more"),
+    (["image", "train", "--preset", "seed", "d_extra_convs=1"], "d_extra_convs is a dcgan discriminator option"),
     (["image", "train", "--config", "/nonexistent.json"], "config file not found"),
     (["image", "fly"], "invalid choice"),
 ])

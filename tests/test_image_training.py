@@ -164,6 +164,23 @@ def test_d_width_widens_only_the_discriminator():
     assert d(torch.randn(8, 1, 28, 28)).shape == (8,)
 
 
+def _pixels_seen_by_first_feature(d) -> torch.Tensor:
+    x = torch.randn(1, 1, 28, 28, requires_grad=True)
+    d.eval().body(x)[0, :, 0, 0].sum().backward()
+    return x.grad[0, 0] != 0
+
+
+def test_extra_discriminator_convs_widen_what_each_feature_sees():
+    plain = build_system(_cfg(width=4)).modules["discriminator"]
+    deeper = build_system(_cfg(width=4, d_extra_convs=2, minibatch_std=True)).modules["discriminator"]
+    assert [m.kernel_size for m in deeper.modules() if isinstance(m, torch.nn.Conv2d)] == [(4, 4), (4, 4), (3, 3), (3, 3)]
+    assert deeper.head.in_features == (8 + 1) * 49 and deeper(torch.randn(8, 1, 28, 28)).shape == (8,)
+    # the corner feature of the two-conv body sees pixels 0–6 (a 10×10 patch, padding included); each 3×3 layer
+    # at 7×7 (stride 4 in pixels) reaches 4 pixels further
+    assert _pixels_seen_by_first_feature(plain).nonzero().max() == 6
+    assert _pixels_seen_by_first_feature(deeper).nonzero().max() == 14
+
+
 def test_refreshed_batch_norm_statistics_are_the_weight_averages_own():
     from electra.image.ema import refresh_batch_norm
     from electra.image.models import DCGANGenerator

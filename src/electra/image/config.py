@@ -23,6 +23,7 @@ class ImageConfig:
     minibatch_std: bool = False          # dcgan D sees each batch's feature spread (ProGAN): fights mode collapse
     minibatch_group: int = 0             # … computed over groups of this many images (0: the whole batch)
     d_width: int | None = None           # the discriminator's width when it differs from the generator's
+    d_extra_convs: int = 0               # dcgan D: extra 3×3 layers at 7×7 (a view of the whole digit per feature)
     noise_dim: int = 100
     # objective
     objective: str = "gan"               # gan | vae | vaegan
@@ -83,6 +84,8 @@ class ImageConfig:
             (0 <= self.ema < 1, "ema must lie in [0, 1)"),
             (0 < self.real_label <= 1, "real_label must lie in (0, 1]"),
             (not self.minibatch_std or self.model == "dcgan", "minibatch_std is a dcgan discriminator option"),
+            (self.d_extra_convs >= 0, "d_extra_convs must be 0 or more"),
+            (self.d_extra_convs == 0 or self.model == "dcgan", "d_extra_convs is a dcgan discriminator option"),
             (self.d_steps >= 1 and self.phase_both >= 0 and self.phase_generator >= 0
              and self.phase_both + self.phase_generator > 0, "schedule step counts must be positive"),
             (self.epochs is None or self.epochs >= 1, "epochs must be at least 1"),

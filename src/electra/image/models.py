@@ -112,20 +112,29 @@ class MinibatchStd(nn.Module):
 
 class DCGANDiscriminator(nn.Module):
     """1×28×28 → w×14×14 → 2w×7×7 (LeakyReLU 0.2; batch-norm on the second conv unless spectral norm) → logit;
-    with ``minibatch_std`` the head also sees a (2w+1)-th 7×7 channel carrying the batch's feature spread.
+    ``extra_convs`` adds that many 3×3 2w→2w layers at 7×7 (batch-norm, LeakyReLU); with ``minibatch_std`` the head also sees a (2w+1)-th 7×7 channel carrying the batch's feature spread.
 
     ``features`` are the per-image 2w×7×7 activations (flattened), without the batch statistic: probes and the
     VAE-GAN's feature-space reconstruction want a description of one image, not of the batch it came in."""
 
     def __init__(self, width: int = 64, spectral_norm: bool = False, minibatch_std: bool = False,
-                 minibatch_group: int = 0) -> None:
+                 minibatch_group: int = 0, extra_convs: int = 0) -> None:
         super().__init__()
-        norm = nn.Identity() if spectral_norm else nn.BatchNorm2d(2 * width)
-        self.body = nn.Sequential(
+
+        def norm():
+            return nn.Identity() if spectral_norm else nn.BatchNorm2d(2 * width)
+
+        layers = [
             _maybe_sn(nn.Conv2d(1, width, 4, 2, 1), spectral_norm), nn.LeakyReLU(0.2),
-            _maybe_sn(nn.Conv2d(width, 2 * width, 4, 2, 1, bias=spectral_norm), spectral_norm), norm,
+            _maybe_sn(nn.Conv2d(width, 2 * width, 4, 2, 1, bias=spectral_norm), spectral_norm), norm(),
             nn.LeakyReLU(0.2),
-        )
+        ]
+        # Extra 3×3 layers at 7×7 widen each feature's view from 10×10 pixels to the whole digit before the linear
+        # head, so D can judge a digit's overall shape and not only its strokes.
+        for _ in range(extra_convs):
+            layers += [_maybe_sn(nn.Conv2d(2 * width, 2 * width, 3, 1, 1, bias=spectral_norm), spectral_norm), norm(),
+                       nn.LeakyReLU(0.2)]
+        self.body = nn.Sequential(*layers)
         self.spread = MinibatchStd(minibatch_group) if minibatch_std else nn.Identity()
         self.head = _maybe_sn(nn.Linear((2 * width + minibatch_std) * 49, 1), spectral_norm)
         dcgan_init(self)
@@ -160,13 +169,14 @@ ARCHITECTURES = ("seed-mlp", "dcgan")
 
 def build_models(architecture: str, objective: str, width: int = 64, spectral_norm: bool = False,
                  noise_dim: int = NOISE_DIM, minibatch_std: bool = False, minibatch_group: int = 0,
-                 d_width: int | None = None) -> dict[str, nn.Module]:
+                 d_width: int | None = None, d_extra_convs: int = 0) -> dict[str, nn.Module]:
     """The modules an objective needs, keyed by the names checkpoints and optimizers use."""
     if architecture == "seed-mlp":
         modules: dict[str, nn.Module] = {"generator": SeedGenerator(noise_dim), "discriminator": SeedDiscriminator()}
     elif architecture == "dcgan":
         modules = {"generator": DCGANGenerator(noise_dim, width),
-                   "discriminator": DCGANDiscriminator(d_width or width, spectral_norm, minibatch_std, minibatch_group)}
+                   "discriminator": DCGANDiscriminator(d_width or width, spectral_norm, minibatch_std, minibatch_group,
+                                                     d_extra_convs)}
     else:
         from electra.errors import UserError
 

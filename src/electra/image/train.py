@@ -49,7 +49,7 @@ class ImageSystem:
 def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageSystem:
     torch.manual_seed(cfg.seed)
     modules = build_models(cfg.model, cfg.objective, cfg.width, cfg.spectral_norm, cfg.noise_dim,
-                           cfg.minibatch_std, cfg.minibatch_group, cfg.d_width)
+                           cfg.minibatch_std, cfg.minibatch_group, cfg.d_width, cfg.d_extra_convs)
     for module in modules.values():
         module.to(device)
     noise = Noise(cfg.noise_dim, cfg.seed + 1, device)
