@@ -41,12 +41,16 @@ def load_images():
 TUTORIAL_LR, TUTORIAL_BETAS = 2e-4, (0.5, 0.999)  # pytorch/examples dcgan (Radford et al. 2015)
 
 
+# The preset's additions to the DCGAN of the tutorials: D's minibatch-std channel and extra layers, G's average.
+PLAIN_DCGAN = {"minibatch_std": False, "d_extra_convs": 0, "ema": 0.0}
+
+
 class TextbookLoop:
     """pytorch/examples-style DCGAN training, written plainly."""
 
     def __init__(self, cfg, images_uint8):
         # the tutorial's architecture: plain DCGAN D, whatever extras the project's preset adds
-        system = build_system(apply_overrides(cfg, {"channels_last": False, "minibatch_std": False}))
+        system = build_system(apply_overrides(cfg, {"channels_last": False, **PLAIN_DCGAN}))
         self.netG = system.modules["generator"]
         self.netD = nn.Sequential(system.modules["discriminator"], nn.Sigmoid())
         self.criterion = nn.BCELoss()
@@ -130,9 +134,9 @@ def main():
     torch.set_num_threads(args.threads)
     data = load_images()
     say(f"data: {data.description}; threads {torch.get_num_threads()}; torch {torch.__version__}")
-    # Both loops compute the same thing: the plain DCGAN (the preset's minibatch-std channel is a model change,
-    # not a speed trick, so it is left out of the speed comparison).
-    cfg = apply_overrides(preset_config("dcgan"), {"width": args.width, "batch_size": 64, "minibatch_std": False})
+    # Both loops compute the same thing: the plain DCGAN (the preset's extras are model changes, not speed tricks,
+    # so they are left out of the speed comparison).
+    cfg = apply_overrides(preset_config("dcgan"), {"width": args.width, "batch_size": 64, **PLAIN_DCGAN})
     system = build_system(cfg)
     g_macs = forward_macs(system.modules["generator"], torch.randn(1, 100))
     d_macs = forward_macs(system.modules["discriminator"], torch.zeros(1, 1, 28, 28))
