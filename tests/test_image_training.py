@@ -158,7 +158,7 @@ def test_minibatch_std_groups_give_each_group_its_own_spread():
 def test_d_width_widens_only_the_discriminator():
     system = build_system(_cfg(width=4, d_width=6, minibatch_std=True, minibatch_group=4))
     d, g = system.modules["discriminator"], system.modules["generator"]
-    assert [m.out_channels for m in d.modules() if isinstance(m, torch.nn.Conv2d)] == [6, 12]
+    assert [m.out_channels for m in d.modules() if isinstance(m, torch.nn.Conv2d)] == [6, 12, 12, 12]
     assert [m.out_channels for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)] == [8, 1]
     assert d.head.in_features == (12 + 1) * 49 and d.spread.group == 4
     assert d(torch.randn(8, 1, 28, 28)).shape == (8,)
@@ -171,7 +171,7 @@ def _pixels_seen_by_first_feature(d) -> torch.Tensor:
 
 
 def test_extra_discriminator_convs_widen_what_each_feature_sees():
-    plain = build_system(_cfg(width=4)).modules["discriminator"]
+    plain = build_system(_cfg(width=4, d_extra_convs=0)).modules["discriminator"]
     deeper = build_system(_cfg(width=4, d_extra_convs=2, minibatch_std=True)).modules["discriminator"]
     assert [m.kernel_size for m in deeper.modules() if isinstance(m, torch.nn.Conv2d)] == [(4, 4), (4, 4), (3, 3), (3, 3)]
     assert deeper.head.in_features == (8 + 1) * 49 and deeper(torch.randn(8, 1, 28, 28)).shape == (8,)
