@@ -112,7 +112,8 @@ class MinibatchStd(nn.Module):
 
 class DCGANDiscriminator(nn.Module):
     """1×28×28 → w×14×14 → 2w×7×7 (LeakyReLU 0.2; batch-norm on the second conv unless spectral norm) → logit;
-    ``extra_convs`` adds that many 3×3 2w→2w layers at 7×7 (batch-norm, LeakyReLU); with ``minibatch_std`` the head also sees a (2w+1)-th 7×7 channel carrying the batch's feature spread.
+    ``extra_convs`` adds that many 3×3 2w→2w layers at 7×7 (batch-norm, LeakyReLU); with ``minibatch_std`` the
+    head also sees a (2w+1)-th 7×7 channel carrying the batch's feature spread.
 
     ``features`` are the per-image 2w×7×7 activations (flattened), without the batch statistic: probes and the
     VAE-GAN's feature-space reconstruction want a description of one image, not of the batch it came in."""
