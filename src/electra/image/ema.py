@@ -26,10 +26,6 @@ def update_average(average: nn.Module, live: nn.Module, decay: float) -> None:
     torch._foreach_lerp_(list(average.parameters()), list(live.parameters()), 1.0 - decay)
 
 
-def batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
 @torch.no_grad()
 def refresh_batch_norm(generator: nn.Module, noise_dim: int, batch_size: int, seed: int,
                        batches: int = STANDING_BATCHES) -> None:
@@ -38,7 +34,7 @@ def refresh_batch_norm(generator: nn.Module, noise_dim: int, batch_size: int, se
 
     Batches of ``batch_size`` reproduce the regime the weights were trained in; the noise has its own seed so
     that the training noise stream is untouched and a refresh is repeatable."""
-    norms = batch_norms(generator)
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
     was_training = generator.training
