@@ -71,5 +71,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class TimedSlices:
+    """Runs a plan's steps in slices (one per benchmark round) through the core Trainer, without checkpoints;
+    each call returns the slice's seconds.  The plan should have a huge total_steps and NO_CHECKPOINTS."""
+
+    def __init__(self, plan, run_dir, device=None) -> None:
+        from electra.core.trainer import Trainer
+
+        self.trainer = Trainer(plan, Path(run_dir), device, progress=False)
+
+    def __call__(self, steps: int, synchronize=lambda: None) -> float:
+        self.trainer.stop_at = self.trainer.step + steps
+        synchronize()
+        t = time.perf_counter()
+        self.trainer.run()
+        synchronize()
+        return time.perf_counter() - t
+
+
 def say(*args):
     print(*args, flush=True, file=sys.stdout)

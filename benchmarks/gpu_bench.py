@@ -16,11 +16,12 @@ import torch
 from electra.config import apply_overrides
 from electra.core import distributed
 from electra.core.schedules import EveryStep, warmup_linear_decay
-from electra.core.trainer import Trainer
+from electra.core.trainer import NO_CHECKPOINTS, Plan
 from electra.text.config import preset_config
 from electra.text.models import build_rtd_models
 from electra.text.objectives import RTDObjective
 from electra.text.pretrain import build_optimizer
+from common import TimedSlices
 from text_throughput import IDS, random_batches, useful_flops_per_token
 
 # Dense bf16 tensor-core peaks (no sparsity), FLOP/s.
@@ -57,21 +58,15 @@ def text(steps: int) -> dict:
     opt = {"model": build_optimizer(cfg, models)}
     flops = useful_flops_per_token(cfg, vocab, cpu_batches(0))
     with tempfile.TemporaryDirectory() as tmp:
-        def run(n, start):
-            t = Trainer(modules=models, optimizers=opt, objective=obj, schedule=EveryStep(("joint",)),
-                        batches=batches, run_dir=Path(tmp), total_steps=start + n, steps_per_epoch=10**9,
-                        items_per_step=cfg.batch_size * cfg.seq_len, item_name="tokens", log_every=10**9,
-                        checkpoint_every=10**9, grad_clip=1.0, micro_batch=cfg.batch_size, precision="bf16",
-                        lr_lambda=lambda s: warmup_linear_decay(s, 10, 10**6), progress=False)
-            t.checkpoint = lambda: None
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            t.run(start)
-            torch.cuda.synchronize()
-            return n * cfg.batch_size * cfg.seq_len / (time.perf_counter() - t0)
-        run(10, 0)  # warm-up
+        plan = Plan(modules=models, optimizers=opt, objective=obj, schedule=EveryStep(("joint",)), batches=batches,
+                    steps_per_epoch=10**9, total_steps=10**9, items_per_step=cfg.batch_size * cfg.seq_len,
+                    item_name="tokens", log_every=10**9, checkpoints=NO_CHECKPOINTS, grad_clip=1.0,
+                    micro_batch=cfg.batch_size, precision="bf16",
+                    lr_schedule=lambda step, fraction: warmup_linear_decay(step, 10, 10**6))
+        slices = TimedSlices(plan, tmp, dev)
+        slices(10, torch.cuda.synchronize)  # warm-up
         torch.cuda.reset_peak_memory_stats()
-        rate = run(steps, 10)
+        rate = steps * cfg.batch_size * cfg.seq_len / slices(steps, torch.cuda.synchronize)
     peak, source = bf16_peak()
     return {"tokens_per_s": rate, "mfu": rate * flops / peak, "peak": peak, "peak_source": source,
             "flops_per_token": flops, "memory_gb": torch.cuda.max_memory_allocated() / 1e9}

@@ -24,11 +24,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from common import SHARED, forward_macs, matmul_peak_gflops, median, peak_rss_mb, say
+from common import SHARED, TimedSlices, forward_macs, matmul_peak_gflops, median, peak_rss_mb, say
 from electra.config import apply_overrides
-from electra.core.trainer import Trainer
+from electra.core.trainer import NO_CHECKPOINTS, Plan
 from electra.image.config import preset_config
-from electra.image.data import EpochBatches, load_dataset, to_model_range
+from electra.image.data import image_batches, load_dataset, to_model_range
 from electra.image.train import build_optimizers, build_schedule, build_system
 
 
@@ -107,21 +107,15 @@ class ProjectLoop:
 
     def __init__(self, cfg, images_uint8, run_dir):
         self.system = build_system(cfg)
-        self.opts = build_optimizers(cfg, self.system)
-        self.batches = EpochBatches(images_uint8, cfg.batch_size, cfg.seed, cfg.channels_last)
-        self.cfg, self.run_dir, self.done = cfg, run_dir, 0
+        batches = image_batches(images_uint8, cfg.batch_size, cfg.seed, cfg.channels_last)
+        plan = Plan(modules=self.system.modules, optimizers=build_optimizers(cfg, self.system),
+                    objective=self.system.objective, schedule=build_schedule(cfg, self.system), batches=batches,
+                    steps_per_epoch=10**9, total_steps=10**9, items_per_step=cfg.batch_size, log_every=10**9,
+                    checkpoints=NO_CHECKPOINTS, micro_batch=cfg.batch_size)
+        self.slices, self.cfg = TimedSlices(plan, run_dir), cfg  # measure steps, not checkpoint writes
 
     def run(self, steps):
-        trainer = Trainer(modules=self.system.modules, optimizers=self.opts, objective=self.system.objective,
-                          schedule=build_schedule(self.cfg, self.system), batches=self.batches,
-                          run_dir=self.run_dir, total_steps=self.done + steps, steps_per_epoch=10**9,
-                          items_per_step=self.cfg.batch_size, log_every=steps, checkpoint_every=10**9,
-                          micro_batch=self.cfg.batch_size, progress=False)
-        trainer.checkpoint = lambda: None  # measure steps, not the final checkpoint write
-        t = time.perf_counter()
-        trainer.run(self.done)
-        self.done += steps
-        return steps * self.cfg.batch_size / (time.perf_counter() - t)
+        return steps * self.cfg.batch_size / self.slices(steps)
 
 
 def main():

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 import torch.nn.functional as F
 
-from common import matmul_peak_gflops, median, peak_rss_mb, say
+from common import TimedSlices, matmul_peak_gflops, median, peak_rss_mb, say
 from electra.config import apply_overrides
 from electra.core.schedules import EveryStep, warmup_linear_decay
-from electra.core.trainer import Trainer
+from electra.core.trainer import NO_CHECKPOINTS, Plan
 from electra.text.config import preset_config
 from electra.text.corpus import make_batch
 from electra.text.masking import apply_mask, generator_draw, gumbel_sample, mask_positions
@@ -116,20 +116,15 @@ def useful_flops_per_token(cfg, vocab, batch, full_vocabulary: bool = False) -> 
 def project_trainer(cfg, vocab, batches, tmp):
     m = build_rtd_models(cfg, vocab)
     obj = RTDObjective(m["generator"], m["discriminator"], cfg, IDS, vocab, seed=0)
-    opt = {"model": build_optimizer(cfg, m)}
-    state = {"done": 0}
+    plan = Plan(modules=m, optimizers={"model": build_optimizer(cfg, m)}, objective=obj,
+                schedule=EveryStep(("joint",)), batches=batches, steps_per_epoch=10**9, total_steps=10**9,
+                items_per_step=cfg.batch_size * cfg.seq_len, item_name="tokens", log_every=10**9,
+                checkpoints=NO_CHECKPOINTS, grad_clip=cfg.grad_clip, micro_batch=cfg.batch_size,
+                lr_schedule=lambda step, fraction: warmup_linear_decay(step, cfg.warmup_steps, cfg.steps))
+    slices = TimedSlices(plan, tmp)
 
     def run(steps):
-        t = Trainer(modules=m, optimizers=opt, objective=obj, schedule=EveryStep(("joint",)), batches=batches,
-                    run_dir=Path(tmp), total_steps=state["done"] + steps, steps_per_epoch=10**9,
-                    items_per_step=cfg.batch_size * cfg.seq_len, item_name="tokens", log_every=10**9,
-                    checkpoint_every=10**9, grad_clip=cfg.grad_clip, micro_batch=cfg.batch_size,
-                    lr_lambda=lambda s: warmup_linear_decay(s, cfg.warmup_steps, cfg.steps), progress=False)
-        t.checkpoint = lambda: None
-        start = time.perf_counter()
-        t.run(state["done"])
-        state["done"] += steps
-        return steps * cfg.batch_size * cfg.seq_len / (time.perf_counter() - start)
+        return steps * cfg.batch_size * cfg.seq_len / slices(steps)
     return run
 
 

@@ -1,20 +1,20 @@
-"""Run by test_distributed under torchrun: rank 1 raises inside its third training step."""
+"""Run by test_distributed under torchrun: rank 1's objective raises inside its third training step."""
 
 import os
 import sys
 
-from electra.core.trainer import Trainer
+from electra.image.objectives import GANObjective
 
-real = Trainer._update
+real = GANObjective.losses
 
 
-def failing(self, update, step, *args, **kwargs):
-    if os.environ.get("RANK") == "1" and step == 2:
+def failing(self, update, batch, cache):
+    if os.environ.get("RANK") == "1" and self.noise.random.step == 2:
         raise RuntimeError("rank 1 failed on purpose")
-    return real(self, update, step, *args, **kwargs)
+    return real(self, update, batch, cache)
 
 
-Trainer._update = failing
+GANObjective.losses = failing  # fault injection into the objective, not the loop
 
 from electra.cli import main  # noqa: E402
 

@@ -59,6 +59,16 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(mnist_dir, tmp_pa
     assert steps == sorted(steps) and steps[-1] == 10
 
 
+def test_scheduled_lr_resumes_mid_decay_in_a_new_process(mnist_dir, tmp_path):
+    from resume_helpers import assert_same_run, resume_in_new_process
+
+    cfg = _cfg(data_dir=str(mnist_dir), steps=10, log_every=1, lr=1e-3, lr_decay="linear", lr_final=0.1, ema=0.9)
+    full = train_image(cfg, out=str(tmp_path / "full"), progress=False)
+    part = train_image(cfg, out=str(tmp_path / "part"), progress=False, stop_at=5)
+    resume_in_new_process("image", "train", part)
+    assert_same_run(full, part)
+
+
 def _one_step(cfg, update):
     system = build_system(cfg)
     opts = build_optimizers(cfg, system)

@@ -171,13 +171,17 @@ def test_adamw_epsilon_and_weight_decay_exclusions():
     assert len(decay["params"]) + len(no_decay["params"]) == n_unique  # shared embeddings counted once
 
 
-def test_gradient_clipping_at_1():
-    from electra.core.trainer import Trainer
+def test_gradient_clipping_at_1(tmp_path):
+    from electra.core.schedules import EveryStep
+    from electra.core.trainer import NO_CHECKPOINTS, Plan, Trainer
 
     layer = torch.nn.Linear(4, 1)
     opt = torch.optim.SGD(layer.parameters(), lr=1.0)
 
     class Huge:
+        updates = {"x": ("m",)}
+        random = None
+
         def losses(self, update, batch, cache):
             return {"m": layer(batch).sum() * 1e6}, {}
 
@@ -185,12 +189,10 @@ def test_gradient_clipping_at_1():
             return means
 
     before = torch.cat([p.detach().flatten().clone() for p in layer.parameters()])
-    t = Trainer(modules={"m": layer}, optimizers={"m": opt}, objective=Huge(), schedule=lambda s: ("x",),
-                batches=lambda s, k: torch.ones(2, 4), run_dir=".", total_steps=1, steps_per_epoch=1,
-                items_per_step=1, grad_clip=1.0, progress=False)
-    from electra.core.metrics import RunningMeans
-
-    t._update("x", 0, [torch.ones(2, 4)], [{}], RunningMeans())
+    plan = Plan(modules={"m": layer}, optimizers={"m": opt}, objective=Huge(), schedule=EveryStep(("x",)),
+                batches=lambda s, k: torch.ones(2, 4), steps_per_epoch=1, total_steps=1, items_per_step=2,
+                grad_clip=1.0, checkpoints=NO_CHECKPOINTS)
+    Trainer(plan, tmp_path, progress=False).run()
     after = torch.cat([p.detach().flatten() for p in layer.parameters()])
     assert (after - before).norm().item() == pytest.approx(1.0, rel=1e-5)
 

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from electra.text.pretrain import pretrain
 
@@ -73,23 +72,16 @@ def test_sequence_classification_loads_with_only_the_head_new(tiny_run):
     assert info["missing_keys"] and all(k.startswith("classifier.") for k in info["missing_keys"])
 
 
-def test_interrupted_run_resumes_bit_identically(corpus, tmp_path, monkeypatch):
-    from electra.core.trainer import Trainer
+@pytest.mark.parametrize("stop_at", [2, 6])   # inside the 4-step warm-up, and inside the linear decay
+def test_resume_in_a_new_process_continues_the_lr_schedule_exactly(corpus, tmp_path, stop_at):
+    from resume_helpers import assert_same_run, resume_in_new_process
 
-    full = pretrain(tiny_config(), data=str(corpus["data"]), out=str(tmp_path / "full"), progress=False)
-    real_run = Trainer.run
-
-    def stop_after_two(self, start_step=0):  # simulate a run killed after its step-2 checkpoint
-        self.total_steps = 2
-        return real_run(self, start_step)
-
-    monkeypatch.setattr(Trainer, "run", stop_after_two)
-    part = pretrain(tiny_config(), data=str(corpus["data"]), out=str(tmp_path / "part"), progress=False)
-    monkeypatch.setattr(Trainer, "run", real_run)
-    pretrain(resume=str(part), progress=False)
-    a = load_file(str(full / "checkpoints/last/model.safetensors"))
-    b = load_file(str(part / "checkpoints/last/model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    cfg = tiny_config(steps=8, warmup_steps=4)
+    full = pretrain(cfg, data=str(corpus["data"]), out=str(tmp_path / "full"), progress=False)
+    part = pretrain(cfg, data=str(corpus["data"]), out=str(tmp_path / "part"), progress=False, stop_at=stop_at)
+    assert json.loads((part / "checkpoints/last/state.json").read_text())["step"] == stop_at
+    resume_in_new_process("text", "pretrain", part)
+    assert_same_run(full, part)
 
 
 def test_files_are_prepared_on_the_fly_and_mlm_objective_runs(corpus, tmp_path):

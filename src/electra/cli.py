@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--out", default=None, help="run folder (default runs/image-PRESET-TIME)")
     train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    train.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                       help="end at this step with a checkpoint (continue later with --resume)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sample = cmds.add_parser("sample", help="draw images from a trained run")
@@ -106,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--lr", type=float, default=None)
     pre.add_argument("--seed", type=int, default=None)
     pre.add_argument("--out", default=None)
-    pre.add_argument("--resume", default=None, metavar="RUN_DIR")
+    pre.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    pre.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                     help="end at this step with a checkpoint (continue later with --resume)")
     pre.add_argument("--init-from", default=None, metavar="HF_DIR")
     pre.add_argument("--encoding", default="utf-8")
     pre.add_argument("--errors", default="strict", choices=["strict", "replace", "ignore"])
@@ -214,7 +218,7 @@ def _text(args, extra: list[str]) -> int:
         print(f"wrote {out}: {m['rows']} examples, {m['tokens']} tokens, {m['documents']} documents, "
               f"{len(m['shards'])} shard(s), {100 * m['tokens'] / (m['rows'] * m['seq_len']):.0f}% of row slots filled")
         return 0
-    from electra.text.config import TextConfig, preset_config
+    from electra.text.config import DEFAULT_PRESET, preset_config
     from electra.text.pretrain import pretrain
 
     overrides = {k: getattr(args, k) for k in ("objective", "steps", "minutes", "batch_size", "seq_len", "lr", "seed")
@@ -223,17 +227,17 @@ def _text(args, extra: list[str]) -> int:
     if args.resume:
         if args.preset or args.data or args.files:
             raise UserError("--resume takes the run folder's own config and data; drop --preset/--data/--files")
-        pretrain(resume=args.resume, overrides=overrides, progress=not args.quiet)
+        pretrain(resume=args.resume, overrides=overrides, progress=not args.quiet, stop_at=args.stop_at)
         return 0
-    cfg = preset_config(args.preset or TextConfig.preset)
+    cfg = preset_config(args.preset or DEFAULT_PRESET)
     pretrain(cfg, data=args.data, files=args.files, tokenizer=args.tokenizer, out=args.out,
              init_from=args.init_from, overrides=overrides, vocab_size=args.vocab_size, encoding=args.encoding,
-             errors=args.errors, documents=args.documents, progress=not args.quiet)
+             errors=args.errors, documents=args.documents, progress=not args.quiet, stop_at=args.stop_at)
     return 0
 
 
 def _image_train(args, extra: list[str]) -> int:
-    from electra.image.config import ImageConfig, preset_config
+    from electra.image.config import DEFAULT_PRESET, preset_config
     from electra.image.train import train_image
 
     overrides = {}
@@ -249,10 +253,10 @@ def _image_train(args, extra: list[str]) -> int:
     if args.resume:
         if args.preset:
             raise UserError("--preset cannot be combined with --resume (the run folder has its config)")
-        train_image(resume=args.resume, overrides=overrides, progress=not args.quiet)
+        train_image(resume=args.resume, overrides=overrides, progress=not args.quiet, stop_at=args.stop_at)
         return 0
-    cfg = preset_config(args.preset or ImageConfig.preset)
-    train_image(cfg, out=args.out, overrides=overrides, progress=not args.quiet)
+    cfg = preset_config(args.preset or DEFAULT_PRESET)
+    train_image(cfg, out=args.out, overrides=overrides, progress=not args.quiet, stop_at=args.stop_at)
     return 0
 
 
@@ -285,15 +289,14 @@ def dispatch(args, extra: list[str]) -> int:
         print(f"wrote {report['written_to']}")
         return 0
     if args.command == "probe":
-        import json
-
+        from electra.core.files import write_json
         from electra.image.probe import probe
 
         result = probe(args.run_dir, args.dataset, args.data_dir, n_train=args.n_train)
         print(f"linear probe on {result['dataset']} ({result['n_train']} train / {result['n_test']} test): "
               f"trained D {result['trained_discriminator_accuracy']:.4f}, "
               f"random D {result['random_discriminator_accuracy']:.4f}")
-        (Path(args.run_dir) / "probe.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(Path(args.run_dir) / "probe.json", result)
         return 0
     raise UserError(f"unknown command {args.command}")
 

@@ -117,11 +117,6 @@ def to_dict(cfg) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
 
 
-def save_config(cfg, path: Path, **extra: Any) -> None:
-    """Write the resolved config as JSON; ``extra`` keys (e.g. ``track``) go first."""
-    path.write_text(json.dumps({**extra, **to_dict(cfg)}, indent=2) + "\n", encoding="utf-8")
-
-
 def check(checks: list[tuple[bool, str]]) -> None:
     """Raise the first failed (condition, message) as a one-line config error."""
     for ok, message in checks:
@@ -142,11 +137,3 @@ def from_saved(cls: type[C], values: dict[str, Any], track: str) -> C:
         raise UserError(f"config has keys a {track} run does not know ({', '.join(unknown[:5])}); "
                         f"is this another track's run?")
     return apply_overrides(cls(), values)
-
-
-def fresh_output_dir(path: str | Path) -> Path:
-    """An output folder that is absent or empty (nothing of the user's is ever overwritten)."""
-    path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UserError(f"output folder {path} is not empty; choose another --out")
-    return path

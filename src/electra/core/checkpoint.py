@@ -2,14 +2,14 @@
 
 A checkpoint is a folder ``checkpoints/last`` holding ``model.safetensors`` (every module's state, keys prefixed by
 module name), ``optimizer.safetensors`` + the optimizers' scalar state in ``state.json``, and the RNG states.
-It is written into a temporary folder and renamed into place, so a crash never leaves a damaged checkpoint.
+It is written into a temporary folder and renamed into place (``core.files.atomic_folder``), so a crash never
+leaves a damaged checkpoint.
 Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from electra.core.files import atomic_folder, old_folder
 from electra.errors import UserError
 
 LAST = "last"
@@ -92,44 +93,37 @@ def rng_state() -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(run_dir: Path, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-                    generators: dict[str, torch.Generator], state: dict[str, Any]) -> Path:
+                    state: dict[str, Any]) -> Path:
     """Write ``run_dir/checkpoints/last`` atomically and return its path."""
-    root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / ".tmp-last"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_file(flatten_state(modules), str(tmp / "model.safetensors"))
-    opt_tensors: dict[str, torch.Tensor] = dict(rng_state())
-    opt_scalars = {}
-    for name, opt in optimizers.items():
-        t, s = _optimizer_split(opt, name)
-        opt_tensors.update(t)
-        opt_scalars[name] = s
-    for name, gen in generators.items():
-        opt_tensors[f"rng.{name}"] = gen.get_state()
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    payload = {"format": "electra-checkpoint-1", **state, "optimizers": opt_scalars}
-    (tmp / "state.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    final = root / LAST
-    old = root / ".old-last"
-    if final.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        final.rename(old)
-    tmp.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
+    final = Path(run_dir) / "checkpoints" / LAST
+    with atomic_folder(final) as tmp:
+        save_file(flatten_state(modules), str(tmp / "model.safetensors"))
+        opt_tensors: dict[str, torch.Tensor] = dict(rng_state())
+        opt_scalars = {}
+        for name, opt in optimizers.items():
+            t, s = _optimizer_split(opt, name)
+            opt_tensors.update(t)
+            opt_scalars[name] = s
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        payload = {"format": "electra-checkpoint-1", **state, "optimizers": opt_scalars}
+        (tmp / "state.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
     return final
 
 
 def find_checkpoint(run_dir: Path) -> Path:
-    root = Path(run_dir) / "checkpoints"
-    for name in (LAST, ".old-last"):  # .old-last survives only a crash between the two renames
-        if (root / name / "state.json").is_file():
-            return root / name
+    final = Path(run_dir) / "checkpoints" / LAST
+    for folder in (final, old_folder(final)):  # the old one survives only a crash between the swap's two renames
+        if (folder / "state.json").is_file():
+            return folder
     raise UserError(f"no checkpoint in {run_dir}; pass a run folder written by 'electra … train'")
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    try:
+        find_checkpoint(run_dir)
+    except UserError:
+        return False
+    return True
 
 
 def read_checkpoint_state(ckpt: Path) -> dict[str, Any]:
@@ -152,9 +146,9 @@ def load_weights(ckpt: Path, modules: dict[str, torch.nn.Module]) -> None:
     load_modules(modules, read_tensors(ckpt / "model.safetensors"), ckpt)
 
 
-def load_checkpoint(ckpt: Path, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-                    generators: dict[str, torch.Generator]) -> dict[str, Any]:
-    """Restore modules, optimizers and RNGs in place; return the JSON state (step, epoch, …)."""
+def load_checkpoint(ckpt: Path, modules: dict[str, torch.nn.Module],
+                    optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
+    """Restore modules, optimizers and the global RNG in place; return the JSON state (step, …)."""
     state = read_checkpoint_state(ckpt)
     load_weights(ckpt, modules)
     tensors = read_tensors(ckpt / "optimizer.safetensors")
@@ -163,6 +157,4 @@ def load_checkpoint(ckpt: Path, modules: dict[str, torch.nn.Module], optimizers:
             raise UserError(f"checkpoint {ckpt} has no optimizer '{name}'; it was made by another objective")
         _optimizer_join(opt, name, tensors, state["optimizers"][name])
     torch.set_rng_state(tensors["rng.torch"])
-    for name, gen in generators.items():
-        gen.set_state(tensors[f"rng.{name}"])
     return state

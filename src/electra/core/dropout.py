@@ -22,7 +22,8 @@ def _random_lanes(shape: torch.Size, p: float, device) -> tuple[torch.Tensor, to
     lanes = words.view(torch.int16).view(-1, 4)
     low = -32768 + round(p * 65536)   # a full lane: uniform over int16's 65,536 values
     high = round(p * 32768)           # the top lane (sign bit 0): uniform over [0, 32767]
-    top = 0 if torch.tensor([1], dtype=torch.int16).view(torch.uint8)[0] == 0 else 3  # big- or little-endian host
+    one = torch.tensor([1], dtype=torch.int16, device="cpu")
+    top = 0 if one.view(torch.uint8)[0] == 0 else 3  # which lane holds the sign bit: a big- or little-endian host
     thresholds = torch.full((4,), low, dtype=torch.int16, device=device)
     thresholds[top] = high
     return lanes, thresholds, n

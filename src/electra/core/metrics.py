@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from electra.core.files import atomic_file, write_text
+
 
 class RunningMeans:
     """Keeps detached scalar tensors on the device; ``pop`` stacks and syncs once per log interval, not once per
@@ -25,7 +27,7 @@ class RunningMeans:
         if not self._values:
             return {}
         keys = list(self._values)
-        means = torch.stack([torch.stack(self._values[k]).float().nanmean() for k in keys]).tolist()
+        means = torch.stack([torch.stack(self._values[k]).float().nanmean() for k in keys]).cpu().tolist()  # one sync
         self._values.clear()
         return dict(zip(keys, means))
 
@@ -38,7 +40,7 @@ class MetricsLog:
         if resume_step is not None and self.path.exists():
             kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, row: dict) -> None:
         with self.path.open("a", encoding="utf-8") as f:
@@ -72,8 +74,7 @@ def plot_curves(rows: list[dict], keys: list[str], out: Path, title: str = "") -
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    tmp = Path(out).with_suffix(".tmp.png")
-    fig.savefig(tmp)
+    with atomic_file(out) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(out)
     return Path(out)

@@ -33,12 +33,12 @@ class StepRandom:
 
     def rand(self, stream: str, n: int, *tail: int) -> torch.Tensor:
         total = max(self.global_rows, n)
-        return self._rows(torch.rand((total, *tail), generator=self._generator(stream)), n)
+        return self._rows(torch.rand((total, *tail), generator=self._generator(stream), device="cpu"), n)
 
     def randn(self, stream: str, n: int, *tail: int) -> torch.Tensor:
         total = max(self.global_rows, n)
-        return self._rows(torch.randn((total, *tail), generator=self._generator(stream)), n)
+        return self._rows(torch.randn((total, *tail), generator=self._generator(stream), device="cpu"), n)
 
     def randint(self, stream: str, low: int, high: int, n: int, *tail: int) -> torch.Tensor:
         total = max(self.global_rows, n)
-        return self._rows(torch.randint(low, high, (total, *tail), generator=self._generator(stream)), n)
+        return self._rows(torch.randint(low, high, (total, *tail), generator=self._generator(stream), device="cpu"), n)

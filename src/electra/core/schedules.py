@@ -1,13 +1,20 @@
 """Which updates run at a given step (update schedules) and how the learning rate moves (lr schedules).
 
 An update is a named step of one or more optimizers (``"discriminator"``, ``"generator"``, ``"joint"``);
-an objective says which updates it has, a schedule says which of them run on step ``t``.
+an objective's table says which updates it has, a schedule says which of them run on step ``t`` and, in ``names``,
+every update it can ever ask for (the trainer checks those against the objective's table before the first step).
+
+A learning-rate schedule is a function (step, fraction of the run done) → multiplier of each group's configured
+lr: a pure function of where the run is, so a resumed run continues on the same curve.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
+
+LrSchedule = Callable[[int, float], float]
 
 
 @dataclass(frozen=True)
@@ -15,6 +22,10 @@ class EveryStep:
     """Run all of the objective's updates, in order, on every step (VAE, VAE-GAN, RTD)."""
 
     updates: tuple[str, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.updates
 
     def __call__(self, step: int) -> tuple[str, ...]:
         return self.updates
@@ -25,6 +36,7 @@ class Alternating:
     """k discriminator updates per generator update: the generator steps on every k-th batch (k=1: every batch)."""
 
     d_steps: int = 1
+    names = ("discriminator", "generator")
 
     def __call__(self, step: int) -> tuple[str, ...]:
         if (step + 1) % self.d_steps == 0:
@@ -39,6 +51,7 @@ class Phased:
 
     both: int = 50
     generator_only: int = 50
+    names = ("discriminator", "generator")
 
     def __call__(self, step: int) -> tuple[str, ...]:
         if step % (self.both + self.generator_only) < self.both:

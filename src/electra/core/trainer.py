@@ -1,14 +1,17 @@
-"""The one training loop both tracks run.
+"""The one training loop every job runs, and the ``Plan`` a recipe builds for it.
 
 It knows nothing of images or text.  Each step it asks the schedule which updates run; for each update it asks the
-objective for the losses (one loss per optimizer it steps) on each of this process's micro-batches, back-propagates
-each loss into its own optimizer's parameters only, averages the gradients across ranks, clips, steps, and
-accumulates metrics on the device.  Logging, checkpoints and pictures happen at intervals through hooks, on rank 0
-only, so the hot loop has no host syncs.
+objective for the losses (one loss per optimizer the update steps, as the objective's update table declares) on
+each of this process's micro-batches, back-propagates each loss into its own optimizer's parameters only, averages
+the gradients across ranks, clips, steps, and accumulates metrics on the device.  Logging, checkpoints and pictures
+happen at intervals through hooks, on rank 0 only, so the hot loop has no host syncs.
 
 Batches come from ``batches(step, micro)``: this rank's ``micro``-th slice of the step's global batch
 (per-process batch × grad_accum × world size rows).  Objectives draw their noise through a ``StepRandom`` that the
 loop points at the slice, so one process × 2B, two ranks × B and B × grad_accum 2 train identically.
+
+The learning rate is a function of the step (and of the share of a wall-clock budget used, which checkpoints
+record) times each group's lr as the optimizer was built: a resumed run continues on exactly the same curve.
 """
 
 from __future__ import annotations
@@ -17,21 +20,25 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import torch
 from tqdm import tqdm
 
 from electra.core import distributed
-from electra.core.checkpoint import save_checkpoint
+from electra.core.checkpoint import load_checkpoint, save_checkpoint
 from electra.core.metrics import MetricsLog, RunningMeans
 from electra.core.randomness import StepRandom
+from electra.core.schedules import LrSchedule
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 class Objective(Protocol):
-    random: StepRandom
+    # update name → the optimizers it steps, which are exactly the keys of the losses it returns
+    updates: Mapping[str, tuple[str, ...]]
+    # per-example noise the loop points at each micro-batch's rows of the global batch (None: draws nothing)
+    random: StepRandom | None
 
     def losses(self, update: str, batch: Any, cache: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Return ({optimizer name: loss}, {metric name: scalar tensor}) for one update on ``batch``.
@@ -41,6 +48,12 @@ class Objective(Protocol):
 
     def summarize(self, means: dict[str, float]) -> dict[str, float]:
         """Add derived metrics (e.g. L_ELECTRA = L_G + L_D) to the interval means."""
+
+
+class Schedule(Protocol):
+    names: tuple[str, ...]   # every update the schedule can ask for
+
+    def __call__(self, step: int) -> tuple[str, ...]: ...
 
 
 class Hooks:
@@ -54,6 +67,65 @@ class Hooks:
     def on_finish(self, trainer: "Trainer") -> None: ...
 
 
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """When checkpoints are written: every ``every`` steps, at each epoch's end, and (``final``) when the run ends
+    — at its last step, its time budget, its ``stop_at`` step or on Ctrl-C."""
+
+    every: int | None = None
+    each_epoch: bool = False
+    final: bool = True
+
+    def due(self, step: int, epoch_done: bool) -> bool:
+        return bool(self.every and step % self.every == 0) or (self.each_epoch and epoch_done)
+
+
+NO_CHECKPOINTS = CheckpointPolicy(final=False)
+
+
+@dataclass
+class Plan:
+    """Everything one training run needs, built by a track's recipe from a config and a device."""
+
+    modules: dict[str, torch.nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    objective: Objective
+    schedule: Schedule
+    batches: Callable[[int, int], Any]       # (step, micro) -> this rank's micro-batch; deterministic
+    steps_per_epoch: int
+    total_steps: int
+    items_per_step: int                      # examples/tokens in one step's global batch
+    item_name: str = "examples"
+    lr_schedule: LrSchedule | None = None    # (step, fraction done) -> multiplier of each group's built lr
+    hooks: Hooks = field(default_factory=Hooks)
+    log_every: int = 50
+    checkpoints: CheckpointPolicy = CheckpointPolicy(every=1000)
+    max_seconds: float | None = None         # wall-clock budget of the whole run, resumes included
+    grad_clip: float | None = None
+    grad_accum: int = 1
+    micro_batch: int = 0                     # rows per micro-batch (for the StepRandom slice); 0: unknown
+    precision: str = "fp32"
+    extra_state: Callable[[], dict] = dict   # track facts stored in checkpoints
+
+    def check(self) -> None:
+        """The string contract schedule → objective updates → optimizers, checked once, before any step."""
+        table = self.objective.updates
+        stepped = {name for names in table.values() for name in names}
+        problems = []
+        if set(self.schedule.names) - set(table):
+            problems.append(f"the schedule asks for updates {sorted(set(self.schedule.names) - set(table))} that "
+                            f"the objective does not have ({sorted(table)})")
+        if stepped - set(self.optimizers):
+            problems.append(f"the objective steps optimizers {sorted(stepped - set(self.optimizers))} that were "
+                            f"not built ({sorted(self.optimizers)})")
+        if set(self.optimizers) - stepped:
+            problems.append(f"optimizers {sorted(set(self.optimizers) - stepped)} are never stepped")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision {self.precision!r} is not one of {PRECISIONS}")
+        if problems:
+            raise ValueError("inconsistent training plan: " + "; ".join(problems))
+
+
 def autocast(precision: str, device: torch.device):
     """bf16/fp16 autocast around the forward passes; fp32 runs as written."""
     if precision == "fp32":
@@ -62,79 +134,65 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-@dataclass
 class Trainer:
-    modules: dict[str, torch.nn.Module]
-    optimizers: dict[str, torch.optim.Optimizer]
-    objective: Any
-    schedule: Callable[[int], tuple[str, ...]]
-    batches: Callable[[int, int], Any]         # (step, micro) -> this rank's micro-batch; deterministic
-    run_dir: Path
-    total_steps: int
-    steps_per_epoch: int
-    items_per_step: int                        # examples/tokens in one step's global batch
-    item_name: str = "images"
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    max_seconds: float | None = None
-    grad_clip: float | None = None
-    lr_lambda: Callable[[int], float] | None = None   # multiplier of each group's initial lr at step t
-    # … or, instead, a multiplier given the fraction of the run done: steps/total_steps or elapsed/max_seconds,
-    # whichever is further, so a wall-clock budget can anneal without knowing its step count.
-    lr_by_fraction: Callable[[float], float] | None = None
-    generators: dict[str, torch.Generator] = field(default_factory=dict)  # RNGs saved with checkpoints
-    hooks: Hooks = field(default_factory=Hooks)
-    extra_state: Callable[[], dict] = dict           # track state stored in checkpoints
-    progress: bool = True
-    checkpoint_each_epoch: bool = True               # image epochs are short; text epochs may be tiny or huge
-    grad_accum: int = 1
-    micro_batch: int = 0                             # rows per micro-batch (for the StepRandom slice); 0: unknown
-    precision: str = "fp32"
-
-    def __post_init__(self) -> None:
-        self.step = 0
+    def __init__(self, plan: Plan, run_dir: Path, device: torch.device | None = None, progress: bool = True,
+                 stop_at: int | None = None) -> None:
+        plan.check()
+        self.plan, self.run_dir, self.progress, self.stop_at = plan, Path(run_dir), progress, stop_at
+        self.modules, self.optimizers, self.objective = plan.modules, plan.optimizers, plan.objective
         self.dist = distributed.current()
-        self.metrics = MetricsLog(Path(self.run_dir) / "metrics.jsonl")
+        self.device = torch.device(device) if device is not None else self.dist.device
+        self.step = 0
+        self.elapsed = 0.0            # training seconds of the whole run so far, resumes included
+        self.stopped_early = False    # ended at the time budget or stop_at, before total_steps
         self._params = {n: [p for g in o.param_groups for p in g["params"]] for n, o in self.optimizers.items()}
+        # taken before any checkpoint is loaded: a checkpoint holds the lr scheduled at its step, not the base
         self._base_lrs = {n: [g["lr"] for g in o.param_groups] for n, o in self.optimizers.items()}
-        self.scaler = torch.amp.GradScaler(self.dist.device.type) if self.precision == "fp16" else None
-        self.stopped_early = False
-        self.elapsed = 0.0   # seconds of this run() so far, the same on every rank (agreed after each step)
+        self.scaler = torch.amp.GradScaler(self.device.type) if plan.precision == "fp16" else None
+
+    def restore(self, checkpoint: Path) -> dict:
+        """Load a checkpoint into the modules and optimizers; the run continues from its step."""
+        state = load_checkpoint(checkpoint, self.modules, self.optimizers)
+        self.step, self.elapsed = int(state["step"]), float(state.get("elapsed", 0.0))
+        return state
 
     def fraction_done(self, step: int) -> float:
-        by_steps = step / self.total_steps
-        by_time = self.elapsed / self.max_seconds if self.max_seconds else 0.0
+        """Steps done over total_steps, or the share of the time budget used, whichever is further."""
+        by_steps = step / self.plan.total_steps
+        by_time = self.elapsed / self.plan.max_seconds if self.plan.max_seconds else 0.0
         return min(1.0, max(by_steps, by_time))
 
     def _set_lr(self, step: int) -> None:
-        if self.lr_by_fraction is not None:
-            scale = self.lr_by_fraction(self.fraction_done(step))
-        elif self.lr_lambda is not None:
-            scale = self.lr_lambda(step)
-        else:
+        if self.plan.lr_schedule is None:
             return
+        scale = self.plan.lr_schedule(step, self.fraction_done(step))
         for name, opt in self.optimizers.items():
             for group, base in zip(opt.param_groups, self._base_lrs[name]):
                 group["lr"] = base * scale
 
     def _point_random(self, step: int, micro: int) -> None:
-        random = getattr(self.objective, "random", None)
+        random = self.objective.random
         if random is not None:  # without micro_batch the draws still change every step, but are not sliced
-            slot = self.dist.rank * self.grad_accum + micro
-            random.begin(step, slot * self.micro_batch, self.micro_batch * self.grad_accum * self.dist.world)
+            plan = self.plan
+            slot = self.dist.rank * plan.grad_accum + micro
+            random.begin(step, slot * plan.micro_batch, plan.micro_batch * plan.grad_accum * self.dist.world)
 
     def _update(self, update: str, step: int, batches: list, caches: list[dict], running: RunningMeans) -> None:
         names: list[str] = []
+        declared = set(self.objective.updates[update])
         for micro, (batch, cache) in enumerate(zip(batches, caches)):
             self._point_random(step, micro)
-            with autocast(self.precision, self.dist.device):
+            with autocast(self.plan.precision, self.device):
                 losses, metrics = self.objective.losses(update, batch, cache)
             if micro == 0:
                 names = list(losses)
+                if set(names) != declared:
+                    raise ValueError(f"update '{update}' returned losses {sorted(names)}, its table declares "
+                                     f"{sorted(declared)}")
                 for n in names:
                     self.optimizers[n].zero_grad(set_to_none=True)
             for i, n in enumerate(names):
-                loss = losses[n] / self.grad_accum
+                loss = losses[n] / self.plan.grad_accum
                 if self.scaler is not None:
                     loss = self.scaler.scale(loss)
                 # inputs= keeps each loss's gradient inside its own optimizer's parameters: the generator loss
@@ -146,8 +204,8 @@ class Trainer:
             distributed.average_gradients(self._params[n])
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizers[n])
-            if self.grad_clip:
-                grad_metrics[f"grad_norm_{n}"] = torch.nn.utils.clip_grad_norm_(self._params[n], self.grad_clip)
+            if self.plan.grad_clip:
+                grad_metrics[f"grad_norm_{n}"] = torch.nn.utils.clip_grad_norm_(self._params[n], self.plan.grad_clip)
             if self.scaler is not None:
                 self.scaler.step(self.optimizers[n])
             else:
@@ -159,83 +217,88 @@ class Trainer:
     def checkpoint(self) -> Path | None:
         if not self.dist.is_main:
             return None
-        self.hooks.before_checkpoint(self)
-        state = {"step": self.step, **self.extra_state()}
-        path = save_checkpoint(self.run_dir, self.modules, self.optimizers, self.generators, state)
-        self.hooks.on_checkpoint(self)
+        self.plan.hooks.before_checkpoint(self)
+        state = {"step": self.step, "elapsed": self.elapsed, **self.plan.extra_state()}
+        path = save_checkpoint(self.run_dir, self.modules, self.optimizers, state)
+        self.plan.hooks.on_checkpoint(self)
         return path
 
-    def _log_row(self, running: RunningMeans, steps_since_log: int, elapsed: float) -> dict:
+    def _log_row(self, running: RunningMeans, steps_since_log: int, seconds: float) -> dict:
         means = running.pop()
         if self.dist.enabled and means:  # every rank's metrics, averaged
             keys = sorted(means)
-            values = distributed.average_scalars(torch.tensor([means[k] for k in keys], dtype=torch.float64))
-            means = dict(zip(keys, values.tolist()))
-        row = {"step": self.step, "epoch": self.step / self.steps_per_epoch}
+            values = distributed.average_scalars(torch.tensor([means[k] for k in keys], dtype=torch.float64,
+                                                              device=self.device))
+            means = dict(zip(keys, values.cpu().tolist()))
+        row = {"step": self.step, "epoch": self.step / self.plan.steps_per_epoch}
         row.update(self.objective.summarize(means))
-        row[f"{self.item_name}_per_s"] = steps_since_log * self.items_per_step / max(elapsed, 1e-9)
+        row[f"{self.plan.item_name}_per_s"] = steps_since_log * self.plan.items_per_step / max(seconds, 1e-9)
         if self.optimizers:
             row["lr"] = next(iter(self.optimizers.values())).param_groups[-1]["lr"]
         return row
 
-    def run(self, start_step: int = 0) -> dict[str, float]:
-        """Train from ``start_step`` to ``total_steps`` (or until ``max_seconds``); return the last logged row."""
-        self.step = start_step
-        main = self.dist.is_main
-        if start_step and main:
-            self.metrics = MetricsLog(Path(self.run_dir) / "metrics.jsonl", resume_step=start_step)
+    def _agreed_elapsed(self, elapsed: float) -> float:
+        if self.dist.enabled and self.plan.max_seconds is not None:
+            # every rank stops at the same step and anneals its lr by the same clock
+            clock = torch.tensor([elapsed], dtype=torch.float64, device=self.device)   # NCCL reduces device tensors
+            return float(distributed.average_scalars(clock).item())
+        return elapsed
+
+    def run(self) -> dict[str, float]:
+        """Train from the current step to total_steps (or the time budget, or stop_at); return the last logged row."""
+        plan, main = self.plan, self.dist.is_main
+        start_step, elapsed_before = self.step, self.elapsed
+        metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start_step if start_step else None) \
+            if main else None
         for m in self.modules.values():
             m.train()
         running = RunningMeans()
         last_row: dict[str, float] = {}
         t_start = t_log = time.perf_counter()
         steps_since_log = 0
-        bar = tqdm(total=self.total_steps, initial=start_step, unit="step", dynamic_ncols=True,
+        bar = tqdm(total=plan.total_steps, initial=start_step, unit="step", dynamic_ncols=True,
                    disable=not (self.progress and main), mininterval=0.5)
         try:
-            while self.step < self.total_steps:
+            while self.step < plan.total_steps:
                 step = self.step
                 self._set_lr(step)
-                micro_batches = [self.batches(step, k) for k in range(self.grad_accum)]
+                micro_batches = [plan.batches(step, k) for k in range(plan.grad_accum)]
                 caches: list[dict] = [{} for _ in micro_batches]
-                for update in self.schedule(step):
+                for update in plan.schedule(step):
                     self._update(update, step, micro_batches, caches, running)
                 self.step = step + 1
                 steps_since_log += 1
-                self.hooks.after_step(self, step)
+                plan.hooks.after_step(self, step)
                 bar.update(1)
-                epoch_done = self.step % self.steps_per_epoch == 0
-                is_last = self.step == self.total_steps
-                self.elapsed = time.perf_counter() - t_start
-                if self.dist.enabled and self.max_seconds is not None:
-                    # every rank stops at the same step and anneals its lr by the same clock
-                    agreed = distributed.average_scalars(torch.tensor([self.elapsed], dtype=torch.float64))
-                    self.elapsed = float(agreed.item())
-                out_of_time = self.max_seconds is not None and self.elapsed >= self.max_seconds
-                if self.step % self.log_every == 0 or is_last or out_of_time:
+                epoch_done = self.step % plan.steps_per_epoch == 0
+                self.elapsed = self._agreed_elapsed(elapsed_before + time.perf_counter() - t_start)
+                ends = (self.step == plan.total_steps
+                        or (plan.max_seconds is not None and self.elapsed >= plan.max_seconds)
+                        or (self.stop_at is not None and self.step >= self.stop_at))
+                if self.step % plan.log_every == 0 or ends:
                     now = time.perf_counter()
                     row = self._log_row(running, steps_since_log, now - t_log)
                     t_log, steps_since_log = now, 0
                     if main:
-                        self.metrics.write(row)
-                        self.hooks.on_log(self, row)
-                        bar.set_postfix_str(_postfix(row, self.item_name), refresh=False)
+                        metrics.write(row)
+                        plan.hooks.on_log(self, row)
+                        bar.set_postfix_str(_postfix(row, plan.item_name), refresh=False)
                     last_row = row
                 if epoch_done and main:
-                    self.hooks.on_epoch_end(self, self.step // self.steps_per_epoch)
-                if (self.step % self.checkpoint_every == 0 or (epoch_done and self.checkpoint_each_epoch)
-                        or is_last or out_of_time):
+                    plan.hooks.on_epoch_end(self, self.step // plan.steps_per_epoch)
+                if plan.checkpoints.due(self.step, epoch_done) or (ends and plan.checkpoints.final):
                     self.checkpoint()
-                if out_of_time and not is_last:
-                    self.stopped_early = True
+                if ends:
+                    self.stopped_early = self.step < plan.total_steps
                     break
         except KeyboardInterrupt:
             bar.close()
-            self.checkpoint()
+            if plan.checkpoints.final:
+                self.checkpoint()
             raise
         bar.close()
         if main:
-            self.hooks.on_finish(self)
+            plan.hooks.on_finish(self)
         distributed.barrier()
         return last_row
 

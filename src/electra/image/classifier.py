@@ -17,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from electra.core.checkpoint import read_tensors
+from electra.core.files import atomic_file
 from electra.image.data import ImageSet, cache_dir, to_model_range
 
 FEATURE_DIM = 128
@@ -78,10 +79,10 @@ def train_classifier(train: ImageSet, epochs: int = 3, min_steps: int = 1500, ba
     for step in range(total):
         i = step % steps_per_epoch
         if i == 0:
-            perm = torch.randperm(len(train), generator=g)
+            perm = torch.randperm(len(train), generator=g, device="cpu")
         idx = perm[i * batch_size:(i + 1) * batch_size]
         x = to_model_range(train.images[idx])
-        dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()
+        dx, dy = torch.randint(-2, 3, (2,), generator=g, device="cpu").tolist()
         x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
         loss = F.cross_entropy(model(x), train.labels[idx])
         opt.zero_grad(set_to_none=True)
@@ -112,9 +113,7 @@ def get_classifier(dataset: str, train: ImageSet, test: ImageSet, min_steps: int
     log(f"training the evaluation classifier on {train.description} (once; cached in {path})")
     model = train_classifier(train, min_steps=min_steps, progress=progress)
     acc = accuracy(model, test)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     log(f"evaluation classifier test accuracy: {acc:.4f}")
     return model, acc

@@ -6,16 +6,21 @@ from dataclasses import dataclass
 
 from electra.config import check, from_preset, from_saved
 from electra.core.schedules import LR_DECAYS
+from electra.core.trainer import PRECISIONS
 from electra.image.data import DATASETS
 from electra.image.models import ARCHITECTURES
 from electra.image.objectives import OBJECTIVES, REDUCTIONS
 
 SCHEDULES = ("alternating", "phased", "every-step")
+DEFAULT_PRESET = "dcgan"
 
 
 @dataclass(frozen=True)
 class ImageConfig:
-    preset: str = "dcgan"
+    """Every key of an image run.  The bare defaults are the textbook DCGAN (pytorch/examples); the named presets
+    below start from them, and ``DEFAULT_PRESET`` is what ``electra image train`` trains."""
+
+    preset: str = "custom"
     # model
     model: str = "dcgan"                 # seed-mlp | dcgan
     width: int = 64                      # dcgan channel width w (G: 4w→2w→1, D: w→2w)
@@ -97,7 +102,7 @@ class ImageConfig:
              "log_every, checkpoint_every and grid_size must be positive"),
             (not (self.schedule == "phased" and self.objective != "gan"), "the phased schedule is for objective gan"),
             (self.grad_accum >= 1, "grad_accum must be at least 1"),
-            (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
         ]
         check(checks)
 
@@ -107,20 +112,9 @@ PRESETS: dict[str, dict] = {
     # (Keras defaults β = 0.9/0.999), 50 steps training both then 50 steps with D frozen.
     "seed": dict(model="seed-mlp", objective="gan", schedule="phased", lr=1e-4, beta1=0.9, batch_size=128,
                  epochs=30),
-    # The best-quality GAN default: DCGAN-28 with Radford et al.'s Adam β1 = 0.5 but lr 2e-3, not 2e-4.
-    # Width 32 (not 64): 2.2× the images/s on a 2-core CPU for digits of the same legibility in a fixed budget.
-    # lr, measured (3 CPU-minutes on full MNIST, LeNet-FID, benchmarks/image_quality.py): 2e-4 118.5,
-    # 5e-4 100.3 / 102.0 (two seeds), 1e-3 93.1 / 76.0, 2e-3 72.3; batch 128, width 16, EMA 0.99, spectral norm,
-    # or a faster D (lr_d 2e-3 with lr 1e-3) were no better.  A cosine lr decay was worse at 3 and 10 minutes
-    # (118.5 / 81.6: as the lr falls D wins).  The minibatch-std channel in D was the next lever: 10 minutes,
-    # FID 67.3 → 50.7 and class KL 0.039 → 0.022 for seed 0 (seed 1: 65.8, KL 0.048 — GAN seeds spread widely;
-    # EMA 0.999 on top: FID 47.9 but KL 0.032).  Seed 2: 53.0, KL 0.020.  Not better (10 min, seed 1): EMA 0.999
-    # 71.3, minibatch-std over groups of 4 72.1 (vs 65.8); at 3 min a 64-wide D lost a third of the steps, no gain.
-    # EMA 0.999 of G, once its batch-norm statistics were its own (image/ema.py), helped every seed at 10 min:
-    # FID 51.9 / 71.1 / 53.0 → 50.1 / 67.9 / 49.9 (seeds 0 / 1 / 2), class KL median 0.028 → 0.027.
-    # The big lever was D's view: its features saw 10×10 patches and only a linear head combined them.  3×3 layers
-    # at 7×7 (d_extra_convs) cost a quarter / a third of the steps but, at 10 min over seeds 0 / 1 / 2: one layer
-    # 26.0 / 26.4 / 23.1 (KL 0.018 / 0.013 / 0.010), two layers 20.4 / 18.9 / 17.5 (KL 0.006 / 0.006 / 0.008).
+    # The best-quality GAN per CPU-minute (docs/results.md measures it): DCGAN-28 at width 32 with Adam β1 0.5 at
+    # lr 2e-3 (10× Radford et al.'s), a minibatch-std channel and two 3×3 layers at 7×7 in D (each feature then sees
+    # the whole digit), and samples from an EMA of G with batch-norm statistics of its own.
     "dcgan": dict(model="dcgan", width=32, minibatch_std=True, d_extra_convs=2, ema=0.999, objective="gan",
                   schedule="alternating", lr=2e-3, beta1=0.5, batch_size=64, epochs=25),
     # Generator trained "like an autoencoder": encoder + generator, ELBO.

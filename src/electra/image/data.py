@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from electra.core.batches import StepBatches
 from electra.errors import UserError
 from electra.image.download import download
 from electra.image.idx import read_idx_images, read_idx_labels
@@ -178,26 +179,37 @@ def list_image_files(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load_folder(folder: str | None) -> ImageSet:
-    """Every image under ``folder`` (recursively), centre-cropped to a square, converted to 28×28 grey."""
+def read_image_files(folder: Path, fit: bool) -> torch.Tensor:
+    """uint8 N×28×28 from every image under ``folder`` (recursively, sorted): ``fit`` centre-crops and resizes any
+    image to 28×28 grey; otherwise each must already be 28×28 (generated samples to score, not photos)."""
     from PIL import Image, UnidentifiedImageError
 
+    files = list_image_files(folder)
+    if not files:
+        raise UserError(f"image folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    out = np.empty((len(files), SIZE, SIZE), dtype=np.uint8)
+    for i, path in enumerate(files):
+        try:
+            with Image.open(path) as img:
+                if not fit and img.size != (SIZE, SIZE):
+                    hint = " (a grid? write single images with 'electra image sample RUN --out FOLDER')" \
+                        if min(img.size) > SIZE else ""
+                    raise UserError(f"{path} is {img.size[0]}x{img.size[1]}, not {SIZE}x{SIZE}{hint}")
+                out[i] = _to_square_grey(img) if fit else np.asarray(img.convert("L"), dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise UserError(f"cannot read image {path} ({exc}); remove or replace it") from None
+    return torch.from_numpy(out)
+
+
+def load_folder(folder: str | None) -> ImageSet:
+    """Every image under ``folder`` (recursively), centre-cropped to a square, converted to 28×28 grey."""
     if not folder:
         raise UserError("--dataset folder needs --data-dir DIR pointing at a folder of images")
     root = Path(folder)
     if not root.is_dir():
         raise UserError(f"image folder {root} does not exist")
-    files = list_image_files(root)
-    if not files:
-        raise UserError(f"image folder {root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    out = np.empty((len(files), SIZE, SIZE), dtype=np.uint8)
-    for i, path in enumerate(files):
-        try:
-            with Image.open(path) as img:
-                out[i] = _to_square_grey(img)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise UserError(f"cannot read image {path} ({exc}); remove or replace it") from None
-    return ImageSet(torch.from_numpy(out), None, f"image folder {root}, {len(files)} images (28x28 grey)")
+    images = read_image_files(root, fit=True)
+    return ImageSet(images, None, f"image folder {root}, {len(images)} images (28x28 grey)")
 
 
 def load_dataset(name: str, split: str = "train", data_dir: str | None = None, fetch: bool = False) -> ImageSet:
@@ -222,34 +234,15 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
 
-class EpochBatches:
-    """(step, micro) → this rank's micro-batch, from a fresh seeded permutation each epoch; no worker processes,
-    no copies of the data.
+def image_batches(images: torch.Tensor, batch_size: int, seed: int, channels_last: bool = False,
+                  grad_accum: int = 1, rank: int = 0, world: int = 1,
+                  device: torch.device | str = "cpu") -> StepBatches:
+    """Batches in the models' range [-1, 1] from one resident uint8 copy of the data on the device: no worker
+    processes, no copies of the data set."""
+    resident = images.to(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-    A step's global batch is ``batch_size × grad_accum × world`` images; rank r's micro-batch k is its slice number
-    r·grad_accum + k.  Being a pure function of the step, a resumed run sees exactly the batches the uninterrupted
-    run would have."""
+    def fetch(indices: torch.Tensor) -> torch.Tensor:
+        return to_model_range(resident[indices.to(resident.device)]).contiguous(memory_format=memory_format)
 
-    def __init__(self, images: torch.Tensor, batch_size: int, seed: int, channels_last: bool = False,
-                 grad_accum: int = 1, rank: int = 0, world: int = 1, device: torch.device | str = "cpu") -> None:
-        self.global_batch = batch_size * grad_accum * world
-        if len(images) < self.global_batch:
-            raise UserError(f"the data has {len(images)} images, fewer than one global batch of {self.global_batch}; "
-                            f"lower --batch-size")
-        self.images = images.to(device)  # resident on the device: one uint8 copy, indexed per step
-        self.batch_size, self.grad_accum, self.rank = batch_size, grad_accum, rank
-        self.seed = seed
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.steps_per_epoch = len(images) // self.global_batch
-        self._epoch = -1
-        self._perm: torch.Tensor | None = None
-
-    def __call__(self, step: int, micro: int = 0) -> torch.Tensor:
-        epoch, i = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perm = torch.randperm(len(self.images), generator=g)
-            self._epoch = epoch
-        start = i * self.global_batch + (self.rank * self.grad_accum + micro) * self.batch_size
-        idx = self._perm[start:start + self.batch_size].to(self.images.device)
-        return to_model_range(self.images[idx]).contiguous(memory_format=self.memory_format)
+    return StepBatches(len(images), fetch, batch_size, seed, grad_accum, rank, world, what="images")

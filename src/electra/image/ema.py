@@ -47,7 +47,7 @@ def refresh_batch_norm(generator: nn.Module, noise_dim: int, batch_size: int, se
     rng = torch.Generator().manual_seed(seed)
     try:
         for _ in range(batches):
-            generator(torch.randn(batch_size, noise_dim, generator=rng).to(device))
+            generator(torch.randn(batch_size, noise_dim, generator=rng, device="cpu").to(device))
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum

@@ -5,7 +5,6 @@ A target is a run folder (it samples N images itself), an N×28×28 ``.npy`` or 
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -15,7 +14,8 @@ import torch
 
 from electra.errors import UserError
 from electra.image.classifier import get_classifier
-from electra.image.data import ImageSet, list_image_files, load_dataset, to_model_range
+from electra.core.files import write_json
+from electra.image.data import ImageSet, load_dataset, read_image_files, to_model_range
 from electra.image.metrics import class_coverage, fid, kid, precision_recall
 
 REPORT_KEYS = ("fid", "kid", "precision", "recall", "classes_covered", "class_kl", "confidence")
@@ -47,26 +47,6 @@ def images_from_array(array: np.ndarray, source: str) -> torch.Tensor:
     return torch.from_numpy(np.round(scaled).clip(0, 255).astype(np.uint8))
 
 
-def images_from_folder(folder: Path) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
-
-    files = list_image_files(folder)
-    if not files:
-        raise UserError(f"folder {folder} holds no images")
-    out = np.empty((len(files), 28, 28), dtype=np.uint8)
-    for i, path in enumerate(files):
-        try:
-            with Image.open(path) as img:
-                if img.size != (28, 28):
-                    hint = " (a grid? write single images with 'electra image sample RUN --out FOLDER')" \
-                        if min(img.size) > 28 else ""
-                    raise UserError(f"{path} is {img.size[0]}x{img.size[1]}, not 28x28{hint}")
-                out[i] = np.asarray(img.convert("L"), dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise UserError(f"cannot read image {path} ({exc})") from None
-    return torch.from_numpy(out)
-
-
 def load_target(target: str | Path, n: int, seed: int = 0) -> tuple[torch.Tensor, object | None, Path]:
     """(uint8 images, the run's system if TARGET is a run folder, where to write the JSON report)."""
     target = Path(target)
@@ -76,10 +56,10 @@ def load_target(target: str | Path, n: int, seed: int = 0) -> tuple[torch.Tensor
         from electra.image.train import load_run, sample_images
 
         system = load_run(target)
-        z = torch.randn(n, system.config.noise_dim, generator=torch.Generator().manual_seed(seed))
+        z = torch.randn(n, system.config.noise_dim, generator=torch.Generator().manual_seed(seed), device="cpu")
         return sample_images(system.sampler, z), system, target / "eval.json"
     if target.is_dir():
-        return images_from_folder(target), None, target.with_name(target.name + ".eval.json")
+        return read_image_files(target, fit=False), None, target.with_name(target.name + ".eval.json")
     if target.suffix.lower() == ".npy":
         try:
             array = np.load(target, allow_pickle=False)
@@ -120,7 +100,7 @@ def split_for_eval(dataset: str, data_dir: str | None) -> tuple[ImageSet, ImageS
     """(train, test) for the classifier and the reference set; the embedded sample holds out every fifth digit."""
     if dataset == "embedded":
         full = load_dataset("embedded")
-        held = torch.arange(len(full)) % 5 == 0
+        held = torch.arange(len(full), device="cpu") % 5 == 0
         return (ImageSet(full.images[~held], full.labels[~held], full.description + ", 4/5 for training"),
                 ImageSet(full.images[held], full.labels[held], full.description + ", 1/5 held out"))
     if dataset not in ("mnist", "fashion-mnist"):
@@ -149,14 +129,12 @@ def evaluate(target: str | Path, dataset: str | None = None, data_dir: str | Non
               "classifier_test_accuracy": acc, "generated": score(model, real_features, images)}
     if floor:
         g = torch.Generator().manual_seed(seed + 1)
-        idx = torch.randperm(len(train), generator=g)[: min(len(images), len(train))]
+        idx = torch.randperm(len(train), generator=g, device="cpu")[: min(len(images), len(train))]
         report["real_floor"] = score(model, real_features, train.images[idx])
     if system is not None and "encoder" in system.modules:
         report["autoencoder"] = autoencoder_scores(system, test)
     if write:
-        tmp = report_path.with_name(f".{report_path.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(report_path)
+        write_json(report_path, report)
         report["written_to"] = str(report_path)
     return report
 

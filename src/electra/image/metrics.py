@@ -68,8 +68,8 @@ def _inside_any_ball(points: torch.Tensor, centres: torch.Tensor, radii: torch.T
 
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019): the k-NN-ball manifold of each set."""
-    r = torch.as_tensor(np.asarray(real, dtype=np.float32))
-    f = torch.as_tensor(np.asarray(fake, dtype=np.float32))
+    r = torch.as_tensor(np.asarray(real, dtype=np.float32), device="cpu")
+    f = torch.as_tensor(np.asarray(fake, dtype=np.float32), device="cpu")
     precision = _inside_any_ball(f, r, _kth_neighbour_radius(r, k)).float().mean().item()
     recall = _inside_any_ball(r, f, _kth_neighbour_radius(f, k)).float().mean().item()
     return precision, recall

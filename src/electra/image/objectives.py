@@ -66,10 +66,11 @@ class ImageObjective:
 
 
 class GANObjective(ImageObjective):
-    """The founding description's generator/discriminator game; updates 'discriminator' then 'generator'."""
+    """The founding description's generator/discriminator game, as in pytorch/examples' dcgan: update D on a real
+    and a fake batch, then update G through D on the same fake batch."""
 
-    updates = ("discriminator", "generator")
-    groups = {"generator": ("generator",), "discriminator": ("discriminator",)}
+    updates = {"discriminator": ("discriminator",), "generator": ("generator",)}   # update → optimizers stepped
+    groups = {"generator": ("generator",), "discriminator": ("discriminator",)}    # optimizer → modules
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, noise: Noise, reduction: str = "mean",
                  real_label: float = 1.0) -> None:
@@ -84,7 +85,7 @@ class GANObjective(ImageObjective):
 
     def losses(self, update: str, batch: torch.Tensor, cache: dict):
         fake = self._fake(batch, cache)
-        if update == "discriminator":
+        if update == "discriminator":   # L_D = Σ −log D(x) − Σ log(1 − D(G(z))), G(z) held fixed
             real_logits = self.D(batch)
             fake_logits = self.D(fake.detach())
             loss = discriminator_loss(real_logits, fake_logits, self.reduction, self.real_label)
@@ -93,9 +94,10 @@ class GANObjective(ImageObjective):
                 "D(x)": torch.sigmoid(real_logits.detach()).mean(),
                 "D(G(z))": torch.sigmoid(fake_logits.detach()).mean(),
             }
-        fake_logits = self.D(fake)
-        loss = generator_loss(fake_logits, self.reduction)
-        return {"generator": loss}, {"L_G": loss.detach()}
+        if update == "generator":       # L_G = Σ −log D(G(z)), through the just-updated D
+            loss = generator_loss(self.D(fake), self.reduction)
+            return {"generator": loss}, {"L_G": loss.detach()}
+        raise KeyError(f"GANObjective has no update '{update}'")
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -119,7 +121,7 @@ def pixel_reconstruction(recon: torch.Tensor, target: torch.Tensor) -> torch.Ten
 class VAEObjective(ImageObjective):
     """Encoder + generator (decoder) trained to reconstruct: ELBO = reconstruction + β·KL, one 'autoencoder' update."""
 
-    updates = ("autoencoder",)
+    updates = {"autoencoder": ("autoencoder",)}
     groups = {"autoencoder": ("encoder", "generator")}
 
     def __init__(self, encoder: nn.Module, generator: nn.Module, noise: Noise, beta: float = 1.0) -> None:
@@ -144,7 +146,7 @@ class VAEGANObjective(ImageObjective):
     learned similarity) or on pixels (``'pixels'``).  Each loss reaches only its own network's parameters.
     """
 
-    updates = ("joint",)
+    updates = {"joint": ("encoder", "generator", "discriminator")}
     groups = {"encoder": ("encoder",), "generator": ("generator",), "discriminator": ("discriminator",)}
 
     def __init__(self, encoder: nn.Module, generator: nn.Module, discriminator: nn.Module, noise: Noise,

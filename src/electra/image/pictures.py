@@ -1,4 +1,4 @@
-"""Image grids and strips written as PNG with Pillow (atomically: a temp file renamed into place)."""
+"""Image grids and strips written as PNG with Pillow, atomically (``core.files``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from electra.core.files import atomic_file
 
 
 def make_grid(images: torch.Tensor | np.ndarray, ncol: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:
@@ -28,10 +30,8 @@ def save_png(array: np.ndarray, path: Path) -> Path:
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(np.asarray(array, dtype=np.uint8), mode="L").save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        Image.fromarray(np.asarray(array, dtype=np.uint8), mode="L").save(tmp, format="PNG")
     return path
 
 

@@ -27,8 +27,8 @@ def fit_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: 
     """Standardise, then L-BFGS on the L2-regularised softmax loss; returns (mean, std, W, b)."""
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     x = (train_x - mean) / std
-    w = torch.zeros(x.shape[1], num_classes, requires_grad=True)
-    b = torch.zeros(num_classes, requires_grad=True)
+    w = torch.zeros(x.shape[1], num_classes, requires_grad=True, device="cpu")
+    b = torch.zeros(num_classes, requires_grad=True, device="cpu")
     opt = torch.optim.LBFGS([w, b], lr=1, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
@@ -43,7 +43,7 @@ def fit_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: 
 
 def probe_accuracy(discriminator, train, test, n_train: int, seed: int = 0) -> float:
     g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(train), generator=g)[:n_train]
+    idx = torch.randperm(len(train), generator=g, device="cpu")[:n_train]
     fx = discriminator_features(discriminator, train.images[idx])
     num_classes = int(train.labels.max()) + 1
     mean, std, w, b = fit_linear_probe(fx, train.labels[idx], num_classes)

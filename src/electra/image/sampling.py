@@ -4,13 +4,12 @@ latent-interpolation strip."""
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from electra.config import fresh_output_dir
+from electra.core.files import atomic_file, atomic_folder, fresh_folder
 from electra.errors import UserError
 from electra.image.pictures import make_grid, save_grid, save_png
 from electra.image.train import load_run, sample_images
@@ -39,29 +38,22 @@ def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, inte
     rng = torch.Generator().manual_seed(seed)
     dim = system.config.noise_dim
     if interpolate:
-        ends = torch.randn(n, 2, dim, generator=rng)
-        t = torch.linspace(0, 1, steps).view(1, steps, 1)
+        ends = torch.randn(n, 2, dim, generator=rng, device="cpu")
+        t = torch.linspace(0, 1, steps, device="cpu").view(1, steps, 1)
         z = slerp(ends[:, :1], ends[:, 1:], t).reshape(n * steps, dim)
         images = sample_images(system.sampler, z)
         return save_png(make_grid(images.numpy(), ncol=steps, scale=2), out)
-    z = torch.randn(n, dim, generator=rng)
+    z = torch.randn(n, dim, generator=rng, device="cpu")
     images = sample_images(system.sampler, z).numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     if kind == "png":
         return save_grid(images, out, ncol=min(n, max(1, math.ceil(math.sqrt(n)))))
     if kind == "npy":
-        tmp = out.with_name(f".{out.name}.tmp.npy")
-        np.save(tmp, images)
-        tmp.replace(out)
+        with atomic_file(out) as tmp:
+            np.save(tmp, images)
         return out
-    fresh_output_dir(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     width = len(str(n - 1))
-    for i, img in enumerate(images):
-        save_png(img, tmp / f"{i:0{width}d}.png")
-    if out.exists():
-        out.rmdir()
-    tmp.rename(out)
+    with atomic_folder(fresh_folder(out)) as tmp:
+        for i, img in enumerate(images):
+            save_png(img, tmp / f"{i:0{width}d}.png")
     return out

@@ -1,27 +1,25 @@
-"""``train_image``: build models, objective, schedule and data from an ImageConfig and run the core loop."""
+"""The image recipe: models, objective, schedule, batches and hooks from an ImageConfig, and ``train_image``,
+which runs it through the core lifecycle.  The GAN step itself is ``GANObjective`` in ``objectives.py``."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import shutil
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from electra.config import apply_overrides, fresh_output_dir, save_config
 from electra.core import checkpoint as ckpt
 from electra.core import distributed
 from electra.core.metrics import plot_curves, read_metrics
+from electra.core.recipe import global_batch_text, run_recipe
+from electra.core.run import RunFolder
 from electra.core.schedules import Alternating, EveryStep, Phased, lr_decay
-from electra.core.trainer import Hooks, Trainer
+from electra.core.trainer import CheckpointPolicy, Hooks, Plan
 from electra.errors import UserError
-from electra.image.config import ImageConfig, config_from_dict
-from electra.image.data import EpochBatches, ImageSet, load_dataset, to_uint8
+from electra.image.config import DEFAULT_PRESET, ImageConfig, config_from_dict, preset_config
+from electra.image.data import ImageSet, image_batches, load_dataset, to_uint8
 from electra.image.ema import ema_decay, refresh_batch_norm, update_average
 from electra.image.models import build_models
 from electra.image.objectives import GANObjective, Noise, VAEGANObjective, VAEObjective
@@ -30,6 +28,9 @@ from electra.image.pictures import save_grid
 # Keys a resumed run may change: how long it runs and how often it reports, nothing that changes the maths.
 RESUMABLE_KEYS = {"epochs", "steps", "minutes", "log_every", "checkpoint_every"}
 CURVE_KEYS = ["L_G", "L_D", "L_ELECTRA", "reconstruction", "KL"]
+
+
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
 
 @dataclass
@@ -81,8 +82,10 @@ def build_optimizers(cfg: ImageConfig, system: ImageSystem) -> dict[str, torch.o
     for group, module_names in system.objective.groups.items():
         lr = cfg.lr_d if group == "discriminator" and cfg.lr_d else cfg.lr_g if group != "discriminator" and cfg.lr_g else cfg.lr
         params = [p for m in module_names for p in system.modules[m].parameters()]
-        # fused: one pass over all parameters per step (4x faster than the default per-tensor loop on CPU).
-        opts[group] = torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=True)
+        # fused: one pass over all parameters per step (4x faster than the default per-tensor loop on CPU);
+        # devices without the fused kernel take the multi-tensor one.
+        fused = params[0].device.type in FUSED_ADAM_DEVICES
+        opts[group] = torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=fused, foreach=not fused)
     return opts
 
 
@@ -101,8 +104,8 @@ class ImageHooks(Hooks):
     # The refresh noise has its own seed, apart from the training stream and the grids' fixed noise.
     STANDING_SEED_OFFSET = 104729
 
-    def __init__(self, system: ImageSystem, run_dir: Path, fixed_noise: torch.Tensor) -> None:
-        self.system, self.run_dir, self.fixed_noise = system, run_dir, fixed_noise
+    def __init__(self, system: ImageSystem, fixed_noise: torch.Tensor) -> None:
+        self.system, self.fixed_noise = system, fixed_noise
         self._standing_at: int | None = None
 
     def after_step(self, trainer, step: int) -> None:
@@ -121,7 +124,7 @@ class ImageHooks(Hooks):
 
     def grid(self, trainer, name: str) -> Path:
         self._ready_sampler(trainer)
-        return save_grid(sample_images(self.system.sampler, self.fixed_noise), self.run_dir / "samples" / name)
+        return save_grid(sample_images(self.system.sampler, self.fixed_noise), trainer.run_dir / "samples" / name)
 
     def before_checkpoint(self, trainer) -> None:
         self._ready_sampler(trainer)
@@ -131,7 +134,7 @@ class ImageHooks(Hooks):
 
     def on_finish(self, trainer) -> None:
         self.grid(trainer, "final.png")
-        plot_curves(read_metrics(self.run_dir / "metrics.jsonl"), CURVE_KEYS, self.run_dir / "loss_curve.png",
+        plot_curves(read_metrics(trainer.run_dir / "metrics.jsonl"), CURVE_KEYS, trainer.run_dir / "loss_curve.png",
                     f"{self.system.config.preset}: {self.system.config.objective} losses")
 
 
@@ -149,7 +152,8 @@ def sample_images(generator: torch.nn.Module, z: torch.Tensor, batch: int = 500)
 
 def fixed_noise(cfg: ImageConfig) -> torch.Tensor:
     # Its own seed: the progress grids show the same z every epoch and do not disturb the training noise stream.
-    return torch.randn(cfg.grid_size, cfg.noise_dim, generator=torch.Generator().manual_seed(cfg.seed + 7919))
+    rng = torch.Generator().manual_seed(cfg.seed + 7919)
+    return torch.randn(cfg.grid_size, cfg.noise_dim, generator=rng, device="cpu")
 
 
 def total_steps(cfg: ImageConfig, steps_per_epoch: int) -> int:
@@ -160,28 +164,50 @@ def total_steps(cfg: ImageConfig, steps_per_epoch: int) -> int:
     return 10**9  # only a time budget was given
 
 
-def _new_run_dir(out: str | None, cfg: ImageConfig) -> Path:
-    return fresh_output_dir(out or Path("runs") / f"image-{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+class ImageRecipe:
+    """One image run's plan from its config, its data and a device."""
+
+    def __init__(self, data: ImageSet) -> None:
+        self.data = data
+        self.facts: dict = {}
+        self.notes = {"data.txt": data.description}
+        self.system: ImageSystem | None = None
+
+    def build(self, cfg: ImageConfig, device: torch.device) -> Plan:
+        rank = distributed.current()
+        batches = image_batches(self.data.images, cfg.batch_size, cfg.seed, cfg.channels_last, cfg.grad_accum,
+                                rank.rank, rank.world, device)
+        self.system = system = build_system(cfg, device)
+        decay = None if cfg.lr_decay == "none" else \
+            (lambda step, fraction: lr_decay(fraction, cfg.lr_decay, cfg.lr_final))
+        return Plan(
+            modules=system.modules, optimizers=build_optimizers(cfg, system), objective=system.objective,
+            schedule=build_schedule(cfg, system), batches=batches, steps_per_epoch=batches.steps_per_epoch,
+            total_steps=total_steps(cfg, batches.steps_per_epoch), items_per_step=batches.global_batch,
+            item_name="images", lr_schedule=decay, hooks=ImageHooks(system, fixed_noise(cfg).to(device)),
+            log_every=cfg.log_every, checkpoints=CheckpointPolicy(every=cfg.checkpoint_every, each_epoch=True),
+            max_seconds=cfg.minutes * 60 if cfg.minutes else None, grad_accum=cfg.grad_accum,
+            micro_batch=cfg.batch_size, precision=cfg.precision,
+            extra_state=lambda: {"data_size": len(self.data), "track": "image"},
+        )
+
+    def describe(self, cfg: ImageConfig, plan: Plan) -> str:
+        steps = plan.total_steps if plan.total_steps < 10**9 else "∞"
+        decay = "" if cfg.lr_decay == "none" else f" → {cfg.lr * cfg.lr_final:g} ({cfg.lr_decay})"
+        return (f"{steps} steps, {plan.steps_per_epoch} per epoch; {global_batch_text(plan, cfg.batch_size)}, "
+                f"lr {cfg.lr:g}{decay}")
+
+    def check_restored(self, state: dict) -> None:
+        if state.get("data_size") not in (None, len(self.data)):
+            raise UserError(f"the run was trained on {state['data_size']} images but this data has "
+                            f"{len(self.data)}; resume with the same --dataset/--data-dir")
 
 
-def read_run_config(run_dir: Path) -> ImageConfig:
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"run folder {run_dir} does not exist")
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not a run folder (no config.json)")
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc})") from None
-    if values.get("track") not in (None, "image"):
-        raise UserError(f"{run_dir} is a {values.get('track')} run, not an image run")
-    values.pop("track", None)
-    return config_from_dict(values)
+def read_run_config(run_dir: str | Path) -> ImageConfig:
+    return RunFolder.open("image", run_dir).saved_config(config_from_dict)[0]
 
 
-def load_run(run_dir: Path) -> ImageSystem:
+def load_run(run_dir: str | Path) -> ImageSystem:
     """Rebuild a run's models from its config and load its last checkpoint's weights (for sampling, eval)."""
     cfg = dataclasses.replace(read_run_config(run_dir), compile=False)
     system = build_system(cfg)
@@ -189,79 +215,22 @@ def load_run(run_dir: Path) -> ImageSystem:
     return system
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def train_image(cfg: ImageConfig | None = None, out: str | None = None, resume: str | None = None,
-                overrides: dict | None = None, data: ImageSet | None = None, progress: bool = True) -> Path:
+                overrides: dict | None = None, data: ImageSet | None = None, progress: bool = True,
+                stop_at: int | None = None, device: torch.device | str | None = None) -> Path:
     """Train an image model; return the run folder.
 
     ``cfg``: a config (default: the dcgan preset); ``overrides``: keys applied on top (on resume, only
-    epochs/steps/minutes/log_every/checkpoint_every); ``data``: an ImageSet to use instead of ``cfg.dataset``.
+    epochs/steps/minutes/log_every/checkpoint_every); ``data``: an ImageSet to use instead of ``cfg.dataset``;
+    ``stop_at``: end at that step with a checkpoint (continue with ``resume``); ``device``: default the process's.
     """
-    overrides = dict(overrides or {})
-    start_step, state = 0, None
-    if resume:
-        run_dir = Path(resume)
-        cfg = read_run_config(run_dir)
-        frozen = sorted(set(overrides) - RESUMABLE_KEYS)
-        if frozen:
-            raise UserError(f"cannot change {', '.join(frozen)} when resuming; only {', '.join(sorted(RESUMABLE_KEYS))}")
-        cfg = apply_overrides(cfg, overrides)
-        checkpoint_dir = ckpt.find_checkpoint(run_dir)
-    else:
-        cfg = apply_overrides(cfg or ImageConfig(), overrides)
-        run_dir = Path(distributed.broadcast_object(str(_new_run_dir(out, cfg))))
-    rank = distributed.current()
-    if cfg.precision == "fp16" and rank.device.type != "cuda":
-        raise UserError("precision fp16 needs a GPU (its GradScaler); use bf16 or fp32 on the CPU")
+    cfg = cfg or preset_config(DEFAULT_PRESET)
+    run = RunFolder.start("image", out=out, resume=resume, name=f"image-{cfg.preset}")
+    cfg, _ = run.resolve(cfg, overrides, RESUMABLE_KEYS, config_from_dict)
     data = data or load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.download)
-    if rank.is_main:
-        log(f"data: {data.description}")
-    batches = EpochBatches(data.images, cfg.batch_size, cfg.seed, cfg.channels_last, cfg.grad_accum, rank.rank,
-                           rank.world, rank.device)
-    system = build_system(cfg, rank.device)
-    optimizers = build_optimizers(cfg, system)
-    generators: dict[str, torch.Generator] = {}
-    if resume:
-        state = ckpt.load_checkpoint(checkpoint_dir, system.modules, optimizers, generators)
-        start_step = int(state["step"])
-        if state.get("data_size") not in (None, len(data)):
-            raise UserError(f"{run_dir} was trained on {state['data_size']} images but this data has {len(data)}; "
-                            f"resume with the same --dataset/--data-dir")
-    steps = total_steps(cfg, batches.steps_per_epoch)
-    if resume and start_step >= steps:
-        raise UserError(f"{run_dir} already reached step {start_step} of {steps}; raise --steps/--epochs to go on")
-    # Everything that could fail on bad input has been checked: only now is the run folder written (by rank 0).
-    created = not run_dir.exists()
-    if rank.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.json", track="image")
-        (run_dir / "data.txt").write_text(data.description + "\n", encoding="utf-8")
-        log(f"run folder: {run_dir}  ({'resuming at step ' + str(start_step) if resume else 'new run'}, "
-            f"{steps if steps < 10**9 else '∞'} steps, {batches.steps_per_epoch} per epoch; global batch "
-            f"{batches.global_batch} = {cfg.batch_size} × {cfg.grad_accum} accumulation × {rank.world} ranks, "
-            f"lr {cfg.lr:g}{'' if cfg.lr_decay == 'none' else f' → {cfg.lr * cfg.lr_final:g} ({cfg.lr_decay})'})")
-    hooks = ImageHooks(system, run_dir, fixed_noise(cfg).to(rank.device))
-    trainer = Trainer(
-        modules=system.modules, optimizers=optimizers, objective=system.objective,
-        schedule=build_schedule(cfg, system), batches=batches, run_dir=run_dir, total_steps=steps,
-        steps_per_epoch=batches.steps_per_epoch, items_per_step=batches.global_batch, item_name="images",
-        log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
-        max_seconds=cfg.minutes * 60 if cfg.minutes else None, generators=generators, hooks=hooks,
-        extra_state=lambda: {"data_size": len(data), "track": "image"}, progress=progress,
-        grad_accum=cfg.grad_accum, micro_batch=cfg.batch_size, precision=cfg.precision,
-        lr_by_fraction=None if cfg.lr_decay == "none" else lambda f: lr_decay(f, cfg.lr_decay, cfg.lr_final),
-    )
-    try:
-        trainer.run(start_step)
-    except BaseException:
-        if rank.is_main and created and not (run_dir / "checkpoints").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)   # nothing worth keeping: don't leave a half-written run
-        raise
-    if rank.is_main:
-        log(f"done at step {trainer.step}{' (time budget reached)' if trainer.stopped_early else ''}: "
-            f"samples in {run_dir / 'samples'}, curves in {run_dir / 'loss_curve.png'}")
-    return run_dir
-
+    run.log(f"data: {data.description}")
+    finished = run_recipe(ImageRecipe(data), run, cfg, progress=progress, stop_at=stop_at, device=device)
+    trainer = finished.trainer
+    run.log(f"done at step {trainer.step}{' (stopped early)' if trainer.stopped_early else ''}: "
+            f"samples in {run.path / 'samples'}, curves in {run.path / 'loss_curve.png'}")
+    return run.path

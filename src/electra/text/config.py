@@ -5,11 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from electra.config import check, from_preset, from_saved
+from electra.core.trainer import PRECISIONS
+
+DEFAULT_PRESET = "tiny"
 
 
 @dataclass(frozen=True)
 class TextConfig:
-    preset: str = "tiny"
+    """Every key of a pre-training run.  The bare defaults are the paper's recipe at the ``tiny`` model sizes; the
+    presets below start from them, and ``DEFAULT_PRESET`` is what ``electra text pretrain`` trains."""
+
+    preset: str = "custom"
     objective: str = "rtd"                # rtd (ELECTRA) | mlm (BERT-style masked LM, same harness)
     # discriminator (the product)
     embedding_size: int = 128
@@ -65,7 +71,7 @@ class TextConfig:
             (self.minutes is None or self.minutes > 0, "minutes must be positive"),
             (self.log_every >= 1 and self.checkpoint_every >= 1, "log_every and checkpoint_every must be positive"),
             (self.grad_accum >= 1, "grad_accum must be at least 1"),
-            (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
         ]
         check(checks)
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 import codecs
 import json
 import random
-import shutil
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
-from electra.config import fresh_output_dir
+from electra.core.batches import StepBatches
+from electra.core.files import atomic_folder, fresh_folder
 from electra.errors import UserError
 from electra.text.tokenizer import load_tokenizer, save_tokenizer, special_ids, tokenizer_hash
 
@@ -151,11 +152,8 @@ def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "ut
     ids = special_ids(tokenizer)
     vocab_size = tokenizer.get_vocab_size()
     dtype = np.uint16 if vocab_size <= 65_535 else np.int32
-    out = fresh_output_dir(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    out = fresh_folder(out)
+    with atomic_folder(out) as tmp:   # the folder appears only when complete
         writer = ShardWriter(tmp, seq_len, dtype, ids["pad"], shard_rows)
         builder = ExampleBuilder(seq_len, random.Random(seed))
         n_documents, in_document = 0, False
@@ -201,20 +199,13 @@ def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "ut
                     "tokens": writer.tokens, "documents": n_documents, "document_boundary": documents, "shards": writer.shards,
                     "sources": [str(p) for p in paths]}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
 class TokenShards:
-    """Memory-mapped rows of a prepared corpus; ``batch(step)`` is a pure function of the step (resumable)."""
+    """The memory-mapped rows of a prepared corpus, checked against its manifest."""
 
-    def __init__(self, folder, batch_size: int, seed: int, grad_accum: int = 1, rank: int = 0, world: int = 1,
-                 device: str | None = None) -> None:
+    def __init__(self, folder) -> None:
         folder = Path(folder)
         path = folder / MANIFEST
         if not path.is_file():
@@ -239,14 +230,6 @@ class TokenShards:
             self.arrays.append(np.memmap(f, dtype=dtype, mode="r", shape=(shard["rows"], self.seq_len)))
         self.offsets = np.cumsum([0] + [a.shape[0] for a in self.arrays])
         self.rows = int(self.offsets[-1])
-        self.batch_size, self.seed, self.grad_accum, self.rank = batch_size, seed, grad_accum, rank
-        self.device = device
-        self.global_batch = batch_size * grad_accum * world
-        if self.rows < self.global_batch:
-            raise UserError(f"the corpus has {self.rows} examples, fewer than one global batch of "
-                            f"{self.global_batch}; lower --batch-size or add text")
-        self.steps_per_epoch = self.rows // self.global_batch
-        self._epoch, self._perm = -1, None
 
     def rows_at(self, index: np.ndarray) -> np.ndarray:
         shard = np.searchsorted(self.offsets, index, side="right") - 1
@@ -256,18 +239,21 @@ class TokenShards:
             out[sel] = self.arrays[s][index[sel] - self.offsets[s]]
         return out
 
-    def __call__(self, step: int, micro: int = 0):
-        """This rank's ``micro``-th slice of step ``step``'s global batch (a pure function: resumable)."""
-        import torch
+    def batches(self, batch_size: int, seed: int, grad_accum: int = 1, rank: int = 0, world: int = 1,
+                device: torch.device | str = "cpu") -> StepBatches:
+        """Model inputs (ids, attention mask, segment ids) for (step, micro), on ``device``."""
+        pad, sep = self.special["pad"], self.special["sep"]
 
-        epoch, i = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            self._perm = np.random.default_rng(self.seed * 1_000_003 + epoch).permutation(self.rows)
-            self._epoch = epoch
-        start = i * self.global_batch + (self.rank * self.grad_accum + micro) * self.batch_size
-        ids = torch.from_numpy(self.rows_at(self._perm[start:start + self.batch_size]))
-        batch = make_batch(ids, self.special["pad"], self.special["sep"])
-        return {k: v.to(self.device) for k, v in batch.items()} if self.device else batch
+        def fetch(indices: torch.Tensor) -> dict:
+            ids = torch.from_numpy(self.rows_at(indices.numpy()))
+            return {k: v.to(device) for k, v in make_batch(ids, pad, sep).items()}
+
+        return StepBatches(self.rows, fetch, batch_size, seed, grad_accum, rank, world, what="examples",
+                           permutation=_numpy_permutation)
+
+
+def _numpy_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed * 1_000_003 + epoch).permutation(n))
 
 
 def make_batch(input_ids, pad_id: int, sep_id: int) -> dict:

@@ -9,21 +9,23 @@ median reported.
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from electra.config import apply_overrides, check, fresh_output_dir, save_config
+from electra.config import apply_overrides, check
+from electra.core.batches import StepBatches
+from electra.core.files import atomic_folder, write_text, write_json
+from electra.core.log import log
+from electra.core.recipe import run_recipe
+from electra.core.run import RunFolder
 from electra.core.schedules import EveryStep, warmup_linear_decay
-from electra.core.trainer import Trainer
+from electra.core.trainer import NO_CHECKPOINTS, Plan
 from electra.errors import UserError
 from electra.text.hf_io import load_hf, model_tokenizer, resolve_model_dir
 from electra.text.fast_training import fast_training
@@ -101,13 +103,14 @@ def encode(tokenizer, examples: Examples, max_len: int) -> dict[str, torch.Tenso
         enc = tok.encode_batch([t[0] for t in examples.texts])
     tok.no_truncation()
     tok.no_padding()
-    return {"input_ids": torch.tensor([e.ids for e in enc]),
-            "attention_mask": torch.tensor([e.attention_mask for e in enc]),
-            "token_type_ids": torch.tensor([e.type_ids for e in enc])}
+    return {"input_ids": torch.tensor([e.ids for e in enc], device="cpu"),
+            "attention_mask": torch.tensor([e.attention_mask for e in enc], device="cpu"),
+            "token_type_ids": torch.tensor([e.type_ids for e in enc], device="cpu")}
 
 
 class ClassificationObjective:
-    updates = ("joint",)
+    updates = {"joint": ("model",)}
+    random = None
 
     def __init__(self, model, regression: bool) -> None:
         self.model, self.regression = model, regression
@@ -125,32 +128,35 @@ class ClassificationObjective:
         return means
 
 
-class ShuffledBatches:
-    def __init__(self, inputs: dict, labels: torch.Tensor, batch_size: int, seed: int) -> None:
-        self.inputs, self.labels, self.batch_size, self.seed = inputs, labels, batch_size, seed
-        self.n = len(labels)
-        self.steps_per_epoch = max(1, self.n // batch_size)
-        self._epoch, self._perm = -1, None
+def trimmed(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rows cut to the longest one's length: padding every row shares costs compute and changes nothing."""
+    longest = int(inputs["attention_mask"].sum(1).max())
+    return {k: v[:, :longest] for k, v in inputs.items()}
 
-    def __call__(self, step: int, micro: int = 0):
-        epoch, i = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
-            self._epoch = epoch
-        idx = self._perm[i * self.batch_size:(i + 1) * self.batch_size]
-        batch = {k: v[idx] for k, v in self.inputs.items()}
-        longest = int(batch["attention_mask"].sum(1).max())  # trim shared padding: fewer positions to compute
-        return {k: v[:, :longest] for k, v in batch.items()}, self.labels[idx]
+
+def task_batches(inputs: dict, labels: torch.Tensor, batch_size: int, seed: int,
+                 device: torch.device | str = "cpu") -> StepBatches:
+    def fetch(indices: torch.Tensor):
+        batch = trimmed({k: v[indices] for k, v in inputs.items()})
+        return {k: v.to(device) for k, v in batch.items()}, labels[indices].to(device)
+
+    return StepBatches(len(labels), fetch, min(batch_size, len(labels)), seed, what="training examples",
+                       permutation=_finetune_permutation)
+
+
+def _finetune_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch), device="cpu")
 
 
 @torch.no_grad()
 def predict_logits(model, inputs: dict, batch_size: int = 128) -> torch.Tensor:
+    """Float32 logits on the CPU, in batches padded to their own longest row, on the model's device."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(inputs["input_ids"]), batch_size):
-        chunk = {k: v[i:i + batch_size] for k, v in inputs.items()}
-        longest = int(chunk["attention_mask"].sum(1).max())
-        out.append(model(**{k: v[:, :longest] for k, v in chunk.items()}).logits.float())
+        chunk = trimmed({k: v[i:i + batch_size] for k, v in inputs.items()})
+        out.append(model(**{k: v.to(device) for k, v in chunk.items()}).logits.float().cpu())
     return torch.cat(out)
 
 
@@ -158,13 +164,57 @@ def to_predictions(task: Task, logits: torch.Tensor) -> np.ndarray:
     return logits.squeeze(-1).numpy() if task.is_regression else logits.argmax(-1).numpy()
 
 
-def log(message: str) -> None:
-    tqdm.write(message, file=sys.stderr)
+class FinetuneRecipe:
+    """One seed's fine-tuning plan: a fresh classifier on the pre-trained discriminator, the official schedule."""
+
+    def __init__(self, task: Task, model_dir: Path, inputs: dict, labels: torch.Tensor, epochs: int) -> None:
+        self.task, self.model_dir, self.inputs, self.labels, self.epochs = task, model_dir, inputs, labels, epochs
+        self.facts = {"task": task.name, "model": str(model_dir), "epochs_used": epochs}
+        self.notes: dict[str, str] = {}
+
+    def build(self, cfg: FinetuneConfig, device: torch.device) -> Plan:
+        from transformers import ElectraForSequenceClassification
+
+        torch.manual_seed(cfg.seed)
+        net = fast_training(load_hf(ElectraForSequenceClassification, self.model_dir, "discriminator",
+                                    num_labels=self.task.num_labels)).to(device)
+        batches = task_batches(self.inputs, self.labels, cfg.batch_size, cfg.seed, device)
+        total = self.epochs * batches.steps_per_epoch
+        warmup = int(cfg.warmup_frac * total)
+        opt = torch.optim.AdamW(layerwise_param_groups(net, cfg.lr, cfg.layer_decay, cfg.weight_decay),
+                                lr=cfg.lr, eps=cfg.eps, foreach=True)
+        # fine-tuning runs are short: the final model is what is kept, no checkpoints
+        return Plan(modules={"model": net}, optimizers={"model": opt},
+                    objective=ClassificationObjective(net, self.task.is_regression), schedule=EveryStep(("joint",)),
+                    batches=batches, steps_per_epoch=batches.steps_per_epoch, total_steps=total,
+                    items_per_step=batches.global_batch, item_name="examples",
+                    lr_schedule=lambda step, fraction: warmup_linear_decay(step, warmup, total),
+                    log_every=cfg.log_every, checkpoints=NO_CHECKPOINTS, grad_clip=cfg.grad_clip)
+
+    def describe(self, cfg: FinetuneConfig, plan: Plan) -> str:
+        return (f"{self.task.name} seed {cfg.seed}, {plan.total_steps} steps ({self.epochs} epochs of "
+                f"{len(self.labels)} examples), batch {cfg.batch_size}, peak lr {cfg.lr:g}, layer decay "
+                f"{cfg.layer_decay:g}")
+
+    def check_restored(self, state: dict) -> None:
+        pass
+
+
+def save_classifier(net, tokenizer_dir: Path, out: Path) -> None:
+    with atomic_folder(out) as tmp:
+        net.save_pretrained(str(tmp), safe_serialization=True)
+        for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+            if (tokenizer_dir / name).is_file():
+                shutil.copy(tokenizer_dir / name, tmp / name)
 
 
 def finetune(model: str | Path, task_name: str, data_dir: str | Path, cfg: FinetuneConfig | None = None,
-             out: str | Path | None = None, overrides: dict | None = None, progress: bool = True) -> dict:
-    """Fine-tune a discriminator on one task for ``cfg.seeds`` seeds; return (and write) the results."""
+             out: str | Path | None = None, overrides: dict | None = None, progress: bool = True,
+             device: torch.device | str | None = None) -> dict:
+    """Fine-tune a discriminator on one task for ``cfg.seeds`` seeds; return (and write) the results.
+
+    ``out`` holds ``config.json``, ``results.json`` and one run folder per seed (``seed-N/model``: the classifier
+    in HF format)."""
     from transformers import ElectraForSequenceClassification
 
     cfg = apply_overrides(cfg or FinetuneConfig(), overrides or {})
@@ -175,51 +225,32 @@ def finetune(model: str | Path, task_name: str, data_dir: str | Path, cfg: Finet
     devs = {f: read_split(task, data_dir, f) for f in task.dev_files}
     if cfg.max_train_examples:
         train = Examples(train.texts[: cfg.max_train_examples], train.labels[: cfg.max_train_examples])
-    out = fresh_output_dir(out or Path("runs") / f"finetune-{task.name}-{Path(model).name}")
+    job = RunFolder.start("finetune", out=out, name=f"finetune-{task.name}-{Path(model).name}")
     base = load_hf(ElectraForSequenceClassification, model_dir, "discriminator", num_labels=task.num_labels)
     max_len = min(cfg.max_seq_len, base.config.max_position_embeddings)
     train_inputs = encode(tokenizer, train, max_len)
     dev_inputs = {f: encode(tokenizer, d, max_len) for f, d in devs.items()}
     label_dtype = torch.float32 if task.is_regression else torch.long
-    train_labels = torch.tensor(train.labels, dtype=label_dtype)
+    train_labels = torch.tensor(train.labels, dtype=label_dtype, device="cpu")
     epochs = cfg.epochs or task.epochs
     lr, layer_decay = recipe_for(base.config.hidden_size)
     cfg = apply_overrides(cfg, {"lr": cfg.lr or lr, "layer_decay": cfg.layer_decay or layer_decay})
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.json", task=task.name, model=str(model_dir), epochs_used=epochs)
+    recipe = FinetuneRecipe(task, model_dir, train_inputs, train_labels, epochs)
+    job.mkdir()
+    job.write_config(cfg, **recipe.facts)
     results = {"task": task.name, "model": str(model_dir), "epochs": epochs, "lr": cfg.lr,
                "layer_decay": cfg.layer_decay, "seeds": []}
     for k in range(cfg.seeds):
         seed = cfg.seed + k
-        torch.manual_seed(seed)
-        net = fast_training(load_hf(ElectraForSequenceClassification, model_dir, "discriminator",
-                                    num_labels=task.num_labels))
-        batches = ShuffledBatches(train_inputs, train_labels, cfg.batch_size, seed)
-        total = epochs * batches.steps_per_epoch
-        warmup = int(cfg.warmup_frac * total)
-        opt = torch.optim.AdamW(layerwise_param_groups(net, cfg.lr, cfg.layer_decay, cfg.weight_decay),
-                                lr=cfg.lr, eps=cfg.eps, foreach=True)
-        seed_dir = out / f"seed-{seed}"
-        seed_dir.mkdir(exist_ok=True)
-        trainer = Trainer(modules={"model": net}, optimizers={"model": opt},
-                          objective=ClassificationObjective(net, task.is_regression), schedule=EveryStep(("joint",)),
-                          batches=batches, run_dir=seed_dir, total_steps=total,
-                          steps_per_epoch=batches.steps_per_epoch, items_per_step=cfg.batch_size,
-                          item_name="examples", log_every=cfg.log_every, checkpoint_every=10**9,
-                          grad_clip=cfg.grad_clip, lr_lambda=lambda s: warmup_linear_decay(s, warmup, total),
-                          progress=progress, checkpoint_each_epoch=False)
-        trainer.checkpoint = lambda: None  # fine-tuning runs are short: the final model is what is kept
-        trainer.run()
+        seed_run = RunFolder.start("finetune", out=job.path / f"seed-{seed}")
+        seed_cfg = apply_overrides(cfg, {"seed": seed, "seeds": 1})
+        net = run_recipe(recipe, seed_run, seed_cfg, progress=progress, device=device).modules["model"]
         scores = {}
         for f, d in devs.items():
             preds = to_predictions(task, predict_logits(net, dev_inputs[f]))
             scores[f.replace(".tsv", "")] = score(task, preds, d.labels)
         results["seeds"].append({"seed": seed, "scores": scores})
-        net.save_pretrained(str(seed_dir / "model"), safe_serialization=True)
-        tokenizer_src = model_dir
-        for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
-            if (tokenizer_src / name).is_file():
-                shutil.copy(tokenizer_src / name, seed_dir / "model" / name)
+        save_classifier(net, model_dir, seed_run.path / "model")
         log(f"{task.name} seed {seed}: " + ", ".join(f"{s} {m} {v:.4f}" for s, sc in scores.items()
                                                       for m, v in sc.items()))
     first_dev = task.dev_files[0].replace(".tsv", "")
@@ -228,8 +259,8 @@ def finetune(model: str | Path, task_name: str, data_dir: str | Path, cfg: Finet
                                                 for m in task.metrics} for f in task.dev_files}
     results["main_metric"] = task.main_metric
     results["main_score"] = results["median"][first_dev][task.main_metric]
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    results["out"] = str(out)
+    write_json(job.path / "results.json", results)
+    results["out"] = str(job.path)
     return results
 
 
@@ -258,6 +289,6 @@ def predict(model: str | Path, task_name: str, data_dir: str | Path, out: str | 
         lines = ["index\tprediction"] + [
             f"{i}\t{(min(5.0, max(0.0, float(p))) if task.is_regression else task.labels[int(p)])}"
             for i, p in zip(examples.ids, preds)]
-        target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_text(target, "\n".join(lines) + "\n")
         written.append(target)
     return written

@@ -51,7 +51,7 @@ class Filler:
 
     @torch.no_grad()
     def _probs(self, ids: list[int]) -> torch.Tensor:
-        logits = self.model(input_ids=torch.tensor([ids])).logits[0].float()
+        logits = self.model(input_ids=torch.tensor([ids], device=self.model.device)).logits[0].float().cpu()
         logits[:, sorted(self.special)] = float("-inf")   # never propose special tokens
         return logits.softmax(-1)
 
@@ -106,6 +106,7 @@ class Detector:
     @torch.no_grad()
     def detect(self, text: str) -> Detection:
         ids = _encode(self.tokenizer, text, self.model.config.max_position_embeddings)
-        probs = torch.sigmoid(self.model(input_ids=torch.tensor([ids])).logits[0].float()).tolist()
+        ids_on_device = torch.tensor([ids], device=self.model.device)
+        probs = torch.sigmoid(self.model(input_ids=ids_on_device).logits[0].float()).cpu().tolist()
         keep = [i for i, t in enumerate(ids) if self.tokenizer.id_to_token(t) not in ("[CLS]", "[SEP]", "[PAD]")]
         return Detection([self.tokenizer.id_to_token(ids[i]) for i in keep], [probs[i] for i in keep])

@@ -13,7 +13,7 @@ Draw = Callable[..., torch.Tensor]
 
 def generator_draw(rows: int, rng: torch.Generator) -> Draw:
     """A Draw from a plain torch.Generator (tests, tools)."""
-    return lambda *tail: torch.rand((rows, *tail), generator=rng)
+    return lambda *tail: torch.rand((rows, *tail), generator=rng, device="cpu")
 
 
 def mask_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,
@@ -29,7 +29,8 @@ def mask_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, specia
     n_predict = torch.minimum(n_predict, n_candidates)
     scores = draw(length).to(input_ids.device).masked_fill(~candidates, -1.0)
     positions = scores.topk(max_predictions, dim=1).indices              # a uniform sample without replacement
-    weights = (torch.arange(max_predictions).unsqueeze(0) < n_predict.unsqueeze(1)).float()
+    slots = torch.arange(max_predictions, device=input_ids.device)
+    weights = (slots.unsqueeze(0) < n_predict.unsqueeze(1)).float()
     return positions, weights
 
 
@@ -43,7 +44,7 @@ def apply_mask(input_ids: torch.Tensor, positions: torch.Tensor, weights: torch.
     to_mask = (kind < mask_token_prob) & chosen
     to_random = (kind >= mask_token_prob) & (kind < mask_token_prob + random_token_prob) & chosen
     masked = input_ids.clone()
-    rows = torch.arange(input_ids.shape[0]).unsqueeze(1).expand_as(positions)
+    rows = torch.arange(input_ids.shape[0], device=input_ids.device).unsqueeze(1).expand_as(positions)
     masked[rows[to_mask], positions[to_mask]] = mask_id
     if random_token_prob > 0:
         random_ids = first_normal_id + (token * (vocab_size - first_normal_id)).long()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from electra.core.files import atomic_folder
 from electra.errors import UserError
 from electra.text.config import TextConfig
 from electra.text.fast_training import fast_training
@@ -82,15 +83,7 @@ def export_hf(modules: dict[str, torch.nn.Module], out: Path, tokenizer_dir: Pat
 
     hf_logging.disable_progress_bar()  # its per-save "Writing model shards" bars would break our progress bar
     for name, module in modules.items():
-        final = Path(out) / name
-        tmp = Path(out) / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        module.save_pretrained(str(tmp), safe_serialization=True)
-        for f in Path(tokenizer_dir).iterdir():
-            shutil.copy(f, tmp / f.name)
-        old = Path(out) / f".{name}.old"
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+        with atomic_folder(Path(out) / name) as tmp:
+            module.save_pretrained(str(tmp), safe_serialization=True)
+            for f in Path(tokenizer_dir).iterdir():
+                shutil.copy(f, tmp / f.name)

@@ -39,12 +39,11 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 class MaskedLMObjective:
     """BERT-style masked LM (80% [MASK], 10% random, 10% kept) in the same harness: the equal-compute baseline."""
 
-    updates = ("joint",)
-    groups = {"model": ("mlm",)}
+    updates = {"joint": ("model",)}   # one update stepping the one optimizer over every parameter
 
     def __init__(self, model, cfg: TextConfig, special_ids: dict[str, int], vocab_size: int, seed: int):
         self.model, self.cfg, self.ids, self.vocab_size = model, cfg, special_ids, vocab_size
-        self.special = torch.tensor(sorted(special_ids.values()))
+        self.special = torch.tensor(sorted(special_ids.values()), device="cpu")
         self.random = StepRandom(seed)   # the trainer points it at each micro-batch's rows of the global batch
 
     def draw(self, stream: str, rows: int):
@@ -78,8 +77,6 @@ class MaskedLMObjective:
 
 class RTDObjective(MaskedLMObjective):
     """ELECTRA's joint generator + discriminator loss (see the module docstring)."""
-
-    groups = {"model": ("generator", "discriminator")}
 
     def __init__(self, generator, discriminator, cfg: TextConfig, special_ids: dict[str, int], vocab_size: int,
                  seed: int):

@@ -1,0 +1,129 @@
+"""A run folder's life: opened new or for resume (the one place either happens), its config and notes, and the
+clean-up of a new folder whose run failed before its first checkpoint.
+
+A run folder holds ``config.json`` (the track, the resolved config and a few track facts such as the data used),
+``metrics.jsonl``, pictures and ``checkpoints/``.  Only rank 0 writes; every rank reads.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+from electra.config import apply_overrides, to_dict
+from electra.core import distributed
+from electra.core.checkpoint import find_checkpoint, has_checkpoint
+from electra.core.files import fresh_folder, write_json, write_text
+from electra.core.log import log
+from electra.errors import UserError
+
+CONFIG = "config.json"
+C = TypeVar("C")
+
+
+class RunFolder:
+    def __init__(self, path: Path, track: str, resuming: bool) -> None:
+        self.path, self.track, self.resuming = Path(path), track, resuming
+        self._created = not self.path.exists()
+
+    @classmethod
+    def start(cls, track: str, out: str | Path | None = None, resume: str | Path | None = None,
+              name: str = "run") -> "RunFolder":
+        """``resume``: an existing run folder of this track.  Otherwise a new one at ``out`` (default
+        ``runs/NAME-TIME``), which must be absent or empty: nothing of the user's is ever overwritten.
+        Nothing is written here; the folder appears when the run writes its config."""
+        if resume:
+            return cls.open(track, resume)
+        default = Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path = Path(distributed.broadcast_object(str(out or default)))   # every rank: rank 0's clock
+        return cls(fresh_folder(path), track, resuming=False)
+
+    @classmethod
+    def open(cls, track: str, path: str | Path) -> "RunFolder":
+        """An existing run folder of this track, to resume or to read (sample, evaluate)."""
+        run = cls(Path(path), track, resuming=True)
+        run.saved_values()   # a missing folder, a damaged config or another track's run fails here
+        return run
+
+    # --- the config ---------------------------------------------------------------------------------------------
+    def saved_values(self) -> dict[str, Any]:
+        """The saved config.json of a run of this track, without its ``track`` key."""
+        if not self.path.is_dir():
+            raise UserError(f"run folder {self.path} does not exist")
+        path = self.path / CONFIG
+        if not path.is_file():
+            raise UserError(f"{self.path} is not a run folder (no {CONFIG})")
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path} is not valid JSON ({exc}); the run folder is damaged") from None
+        if not isinstance(values, dict):
+            raise UserError(f"{path} does not hold a config object; the run folder is damaged")
+        track = values.pop("track", None)
+        if track != self.track:
+            what = f"{_article(track)} {track} run" if track else "not a run of any track"
+            raise UserError(f"{self.path} is {what}, not {_article(self.track)} {self.track} run; use its own "
+                            f"command")
+        return values
+
+    def saved_config(self, from_saved: Callable[[dict], C], facts: tuple[str, ...] = ()) -> tuple[C, dict]:
+        """(the saved config, the saved track facts named in ``facts``)."""
+        values = self.saved_values()
+        saved_facts = {k: values.pop(k) for k in facts if k in values}
+        return from_saved(values), saved_facts
+
+    def resolve(self, cfg: C | None, overrides: dict | None, resumable: set[str], from_saved: Callable[[dict], C],
+                facts: tuple[str, ...] = ()) -> tuple[C, dict]:
+        """The config this run trains with: a new run's ``cfg`` with ``overrides``; a resumed run's saved config,
+        where overrides may change only the ``resumable`` keys (length and reporting, never the maths)."""
+        overrides = dict(overrides or {})
+        if not self.resuming:
+            assert cfg is not None
+            return apply_overrides(cfg, overrides), {}
+        saved, saved_facts = self.saved_config(from_saved, facts)
+        frozen = sorted(set(overrides) - set(resumable))
+        if frozen:
+            raise UserError(f"cannot change {', '.join(frozen)} when resuming; only {', '.join(sorted(resumable))}")
+        return apply_overrides(saved, overrides), saved_facts
+
+    def write_config(self, cfg, **facts: Any) -> None:
+        if distributed.current().is_main:
+            write_json(self.path / CONFIG, {"track": self.track, **facts, **to_dict(cfg)})
+
+    def write_note(self, name: str, text: str) -> None:
+        """A small text file of facts about the run (e.g. ``data.txt``: which data it used)."""
+        if distributed.current().is_main:
+            write_text(self.path / name, text if text.endswith("\n") else text + "\n")
+
+    def log(self, message: str) -> None:
+        if distributed.current().is_main:
+            log(message)
+
+    # --- checkpoints and failure ---------------------------------------------------------------------------------
+    def last_checkpoint(self) -> Path:
+        return find_checkpoint(self.path)
+
+    def mkdir(self) -> None:
+        if distributed.current().is_main:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def removed_on_failure(self) -> Iterator["RunFolder"]:
+        """A new run that fails before its first checkpoint leaves no folder behind (nothing in it is worth
+        keeping, and a half-written run would be mistaken for one that can resume)."""
+        try:
+            yield self
+        except BaseException:
+            if distributed.current().is_main and not self.resuming and not has_checkpoint(self.path):
+                shutil.rmtree(self.path, ignore_errors=True)
+                if not self._created:
+                    self.path.mkdir(parents=True, exist_ok=True)   # the user's empty folder stays, empty
+            raise
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
