@@ -23,21 +23,20 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 class StepBatches:
     def __init__(self, n: int, fetch: Callable[[torch.Tensor], Any], batch_size: int, seed: int, grad_accum: int = 1,
-                 rank: int = 0, world: int = 1, what: str = "examples",
-                 permutation: Callable[[int, int, int], torch.Tensor] = epoch_permutation) -> None:
+                 rank: int = 0, world: int = 1, what: str = "examples") -> None:
         self.global_batch = batch_size * grad_accum * world
         if n < self.global_batch:
             raise UserError(f"the data has {n} {what}, fewer than one global batch of {self.global_batch}; "
                             f"lower --batch-size")
         self.n, self.fetch, self.batch_size, self.seed = n, fetch, batch_size, seed
-        self.grad_accum, self.rank, self.permutation = grad_accum, rank, permutation
+        self.grad_accum, self.rank = grad_accum, rank
         self.steps_per_epoch = n // self.global_batch
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long, device="cpu")
 
     def indices(self, step: int, micro: int = 0) -> torch.Tensor:
         epoch, i = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
-            self._perm, self._epoch = self.permutation(self.n, self.seed, epoch), epoch
+            self._perm, self._epoch = epoch_permutation(self.n, self.seed, epoch), epoch
         start = i * self.global_batch + (self.rank * self.grad_accum + micro) * self.batch_size
         return self._perm[start:start + self.batch_size]
 

@@ -248,12 +248,7 @@ class TokenShards:
             ids = torch.from_numpy(self.rows_at(indices.numpy()))
             return {k: v.to(device) for k, v in make_batch(ids, pad, sep).items()}
 
-        return StepBatches(self.rows, fetch, batch_size, seed, grad_accum, rank, world, what="examples",
-                           permutation=_numpy_permutation)
-
-
-def _numpy_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    return torch.from_numpy(np.random.default_rng(seed * 1_000_003 + epoch).permutation(n))
+        return StepBatches(self.rows, fetch, batch_size, seed, grad_accum, rank, world, what="examples")
 
 
 def make_batch(input_ids, pad_id: int, sep_id: int) -> dict:

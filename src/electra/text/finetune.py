@@ -140,12 +140,7 @@ def task_batches(inputs: dict, labels: torch.Tensor, batch_size: int, seed: int,
         batch = trimmed({k: v[indices] for k, v in inputs.items()})
         return {k: v.to(device) for k, v in batch.items()}, labels[indices].to(device)
 
-    return StepBatches(len(labels), fetch, min(batch_size, len(labels)), seed, what="training examples",
-                       permutation=_finetune_permutation)
-
-
-def _finetune_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch), device="cpu")
+    return StepBatches(len(labels), fetch, min(batch_size, len(labels)), seed, what="training examples")
 
 
 @torch.no_grad()
