@@ -9,7 +9,7 @@ PY=${PYTHON:-python3}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" - <<'PYEOF'
 import importlib, sys
-missing = [m for m in ("torch", "transformers", "tokenizers", "safetensors", "numpy", "tqdm", "PIL") if importlib.util.find_spec(m) is None]
+missing = [m for m in ("torch", "transformers", "tokenizers", "safetensors", "numpy", "tqdm", "PIL", "matplotlib") if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"gpu_check: missing Python packages {missing}; install the project's requirements first")
 import torch
