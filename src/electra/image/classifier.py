@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from electra.core.checkpoint import read_tensors
 from electra.core.files import atomic_file
+from electra.core.log import log
 from electra.image.data import ImageSet, cache_dir, to_model_range
 
 FEATURE_DIM = 128
@@ -99,8 +100,8 @@ def classifier_path(dataset: str, train: ImageSet) -> Path:
     return cache_dir() / "classifiers" / f"{dataset}-{data_key(train.images)}.safetensors"
 
 
-def get_classifier(dataset: str, train: ImageSet, test: ImageSet, min_steps: int = 1500, progress: bool = True,
-                   log=print) -> tuple[LeNet, float]:
+def get_classifier(dataset: str, train: ImageSet, test: ImageSet, min_steps: int = 1500,
+                   progress: bool = True) -> tuple[LeNet, float]:
     """The cached classifier for this training data, training (and caching) it first if needed."""
     from safetensors.torch import save_file
 

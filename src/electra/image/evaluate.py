@@ -6,7 +6,6 @@ A target is a run folder (it samples N images itself), an N×28×28 ``.npy`` or 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -121,9 +120,8 @@ def evaluate(target: str | Path, dataset: str | None = None, data_dir: str | Non
     if dataset is None:
         dataset = system.config.dataset if system is not None else "mnist"
         data_dir = data_dir or (system.config.data_dir if system is not None else None)
-    log = (lambda m: print(m, file=sys.stderr, flush=True))
     train, test = split_for_eval(dataset, data_dir)
-    model, acc = get_classifier(dataset, train, test, classifier_steps, progress=progress, log=log)
+    model, acc = get_classifier(dataset, train, test, classifier_steps, progress=progress)
     real_features = model.embed(test.images)[0].numpy()
     report = {"target": str(target), "dataset": dataset, "reference": test.description,
               "classifier_test_accuracy": acc, "generated": score(model, real_features, images)}
