@@ -148,7 +148,7 @@ def test_corrupt_checkpoint(capsys, trained_run, tmp_path):
     weights = trained_run / "checkpoints" / "last" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     code, _, err = run_cli(capsys, "image", "sample", str(trained_run), "--out", str(tmp_path / "x.npy"))
-    assert_one_line_error(code, err, "corrupt")
+    assert_one_line_error(code, err, "model.safetensors", "does not match the checksum")
 
 
 def test_resume_refuses_to_change_the_maths(capsys, trained_run):

@@ -17,10 +17,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from electra.core.files import atomic_folder, old_folder
+from electra.core.files import atomic_folder, old_folder, sha256_file
 from electra.errors import UserError
 
 LAST = "last"
+TENSOR_FILES = ("model.safetensors", "optimizer.safetensors")
+
+
+class NonFiniteError(UserError):
+    """A loss, gradient or weight turned NaN or inf: training cannot go on from these weights."""
 
 
 def flatten_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
@@ -96,8 +101,10 @@ def save_checkpoint(run_dir: Path, modules: dict[str, torch.nn.Module], optimize
                     state: dict[str, Any]) -> Path:
     """Write ``run_dir/checkpoints/last`` atomically and return its path."""
     final = Path(run_dir) / "checkpoints" / LAST
+    weights = flatten_state(modules)
+    require_finite(weights, "checkpoint")
     with atomic_folder(final) as tmp:
-        save_file(flatten_state(modules), str(tmp / "model.safetensors"))
+        save_file(weights, str(tmp / "model.safetensors"))
         opt_tensors: dict[str, torch.Tensor] = dict(rng_state())
         opt_scalars = {}
         for name, opt in optimizers.items():
@@ -105,7 +112,8 @@ def save_checkpoint(run_dir: Path, modules: dict[str, torch.nn.Module], optimize
             opt_tensors.update(t)
             opt_scalars[name] = s
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-        payload = {"format": "electra-checkpoint-1", **state, "optimizers": opt_scalars}
+        checksums = {name: sha256_file(tmp / name) for name in TENSOR_FILES}
+        payload = {"format": "electra-checkpoint-1", **state, "optimizers": opt_scalars, "sha256": checksums}
         (tmp / "state.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
     return final
 
@@ -128,30 +136,53 @@ def has_checkpoint(run_dir: Path) -> bool:
 
 def read_checkpoint_state(ckpt: Path) -> dict[str, Any]:
     try:
-        return json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+        state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise UserError(f"checkpoint state {ckpt / 'state.json'} is unreadable ({exc}); the run folder is damaged")
+        raise UserError(f"checkpoint state {ckpt / 'state.json'} is unreadable ({exc}); the run folder is "
+                        f"damaged") from None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise UserError(f"checkpoint state {ckpt / 'state.json'} holds no step; the run folder is damaged")
+    return state
 
 
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def require_finite(tensors: dict[str, torch.Tensor], what: str) -> None:
+    """Refuse to write NaN or inf weights anywhere a later run or user would load them."""
+    floats = [(k, t) for k, t in tensors.items() if t.is_floating_point() and t.numel()]
+    if not floats:
+        return
+    finite = torch.stack([t.isfinite().all() for _, t in floats]).cpu()   # one sync for all tensors
+    if not bool(finite.all()):
+        bad = [k for (k, _), ok in zip(floats, finite.tolist()) if not ok]
+        raise NonFiniteError(f"not writing the {what}: {len(bad)} tensors hold NaN or inf (e.g. {bad[0]})")
+
+
+def read_tensors(path: Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; with ``sha256``, only if the file's bytes still have that checksum."""
     if not path.is_file():
         raise UserError(f"missing checkpoint file {path}")
+    if sha256 is not None and sha256_file(path) != sha256:
+        raise UserError(f"checkpoint file {path} does not match the checksum recorded when it was written "
+                        f"(changed or damaged bytes); the run folder is damaged")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"checkpoint file {path} is corrupt ({exc})") from None
 
 
+def _checked(ckpt: Path, state: dict, name: str) -> dict[str, torch.Tensor]:
+    return read_tensors(ckpt / name, state.get("sha256", {}).get(name))
+
+
 def load_weights(ckpt: Path, modules: dict[str, torch.nn.Module]) -> None:
-    load_modules(modules, read_tensors(ckpt / "model.safetensors"), ckpt)
+    load_modules(modules, _checked(ckpt, read_checkpoint_state(ckpt), "model.safetensors"), ckpt)
 
 
 def load_checkpoint(ckpt: Path, modules: dict[str, torch.nn.Module],
                     optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
     """Restore modules, optimizers and the global RNG in place; return the JSON state (step, …)."""
     state = read_checkpoint_state(ckpt)
-    load_weights(ckpt, modules)
-    tensors = read_tensors(ckpt / "optimizer.safetensors")
+    load_modules(modules, _checked(ckpt, state, "model.safetensors"), ckpt)
+    tensors = _checked(ckpt, state, "optimizer.safetensors")
     for name, opt in optimizers.items():
         if name not in state.get("optimizers", {}):
             raise UserError(f"checkpoint {ckpt} has no optimizer '{name}'; it was made by another objective")

@@ -47,6 +47,14 @@ def run_recipe(recipe: Recipe, run: RunFolder, cfg: Any, progress: bool = True, 
     """Train ``cfg`` with ``recipe`` in ``run`` (new or resumed); ``stop_at`` ends early at that step with a
     checkpoint, to be continued with ``--resume``."""
     device = torch.device(device) if device is not None else distributed.current().device
+    try:
+        return _train(recipe, run, cfg, progress, stop_at, device)
+    finally:
+        run.release()
+
+
+def _train(recipe: Recipe, run: RunFolder, cfg: Any, progress: bool, stop_at: int | None,
+           device: torch.device) -> Finished:
     with run.removed_on_failure():
         plan = recipe.build(cfg, device)
         if plan.precision == "fp16" and device.type != "cuda":

@@ -8,7 +8,9 @@ A run folder holds ``config.json`` (the track, the resolved config and a few tra
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +24,7 @@ from electra.core.log import log
 from electra.errors import UserError
 
 CONFIG = "config.json"
+LOCK = "run.lock"
 C = TypeVar("C")
 
 
@@ -29,6 +32,7 @@ class RunFolder:
     def __init__(self, path: Path, track: str, resuming: bool) -> None:
         self.path, self.track, self.resuming = Path(path), track, resuming
         self._created = not self.path.exists()
+        self._locked = False
 
     @classmethod
     def start(cls, track: str, out: str | Path | None = None, resume: str | Path | None = None,
@@ -108,8 +112,16 @@ class RunFolder:
         return find_checkpoint(self.path)
 
     def mkdir(self) -> None:
-        if distributed.current().is_main:
+        """Create the folder (rank 0) and take its lock: one process writes a run folder at a time."""
+        if distributed.current().is_main and not self._locked:
             self.path.mkdir(parents=True, exist_ok=True)
+            take_lock(self.path / LOCK)
+            self._locked = True
+
+    def release(self) -> None:
+        if self._locked:
+            (self.path / LOCK).unlink(missing_ok=True)
+            self._locked = False
 
     @contextmanager
     def removed_on_failure(self) -> Iterator["RunFolder"]:
@@ -118,7 +130,7 @@ class RunFolder:
         try:
             yield self
         except BaseException:
-            if distributed.current().is_main and not self.resuming and not has_checkpoint(self.path):
+            if self._locked and not self.resuming and not has_checkpoint(self.path):
                 shutil.rmtree(self.path, ignore_errors=True)
                 if not self._created:
                     self.path.mkdir(parents=True, exist_ok=True)   # the user's empty folder stays, empty
@@ -127,3 +139,50 @@ class RunFolder:
 
 def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def _process_start(pid: int) -> str | None:
+    """When a process started (clock ticks since boot), to tell a live holder from a reused pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _holder_alive(holder: dict) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return True   # another machine's process: it cannot be checked from here, so it is not taken over
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    started = _process_start(int(holder["pid"]))
+    return started is None or holder.get("started") in (None, started)
+
+
+def take_lock(path: Path) -> None:
+    """Create ``path`` exclusively, naming this process; a lock whose process is gone (a killed run) is taken over,
+    a live one is a clear error."""
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _process_start(os.getpid())}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                if time.time() - path.stat().st_mtime < 5:   # being written this instant by its holder
+                    time.sleep(0.2)
+                    continue
+                holder = {"host": socket.gethostname(), "pid": -1}   # unreadable and old: left by a crash
+            if isinstance(holder, dict) and holder.get("pid", -1) > 0 and _holder_alive(holder):
+                raise UserError(f"run folder {path.parent} is in use by process {holder['pid']} on "
+                                f"{holder.get('host')}; wait for it to end or stop it") from None
+            path.unlink(missing_ok=True)   # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(me, f)
+        return
+    raise UserError(f"could not take the lock {path}; another process keeps taking it")

@@ -26,12 +26,14 @@ import torch
 from tqdm import tqdm
 
 from electra.core import distributed
-from electra.core.checkpoint import load_checkpoint, save_checkpoint
+from electra.core.checkpoint import NonFiniteError, load_checkpoint, save_checkpoint
 from electra.core.metrics import MetricsLog, RunningMeans
 from electra.core.randomness import StepRandom
 from electra.core.schedules import LrSchedule
+from electra.errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+NONFINITE_POLICIES = ("stop", "skip")
 
 
 class Objective(Protocol):
@@ -105,6 +107,7 @@ class Plan:
     grad_accum: int = 1
     micro_batch: int = 0                     # rows per micro-batch (for the StepRandom slice); 0: unknown
     precision: str = "fp32"
+    on_nonfinite: str = "stop"               # a NaN/inf loss or gradient: stop the run, or skip that update
     extra_state: Callable[[], dict] = dict   # track facts stored in checkpoints
 
     def check(self) -> None:
@@ -122,6 +125,8 @@ class Plan:
             problems.append(f"optimizers {sorted(set(self.optimizers) - stepped)} are never stepped")
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} is not one of {PRECISIONS}")
+        if self.on_nonfinite not in NONFINITE_POLICIES:
+            problems.append(f"on_nonfinite {self.on_nonfinite!r} is not one of {NONFINITE_POLICIES}")
         if problems:
             raise ValueError("inconsistent training plan: " + "; ".join(problems))
 
@@ -149,11 +154,16 @@ class Trainer:
         # taken before any checkpoint is loaded: a checkpoint holds the lr scheduled at its step, not the base
         self._base_lrs = {n: [g["lr"] for g in o.param_groups] for n, o in self.optimizers.items()}
         self.scaler = torch.amp.GradScaler(self.device.type) if plan.precision == "fp16" else None
+        # the first step whose losses or gradients were not finite, kept on the device (-1: none) and read at the
+        # next log row or checkpoint, so the hot loop stays free of host syncs
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        self.checkpointed_step: int | None = None
 
     def restore(self, checkpoint: Path) -> dict:
         """Load a checkpoint into the modules and optimizers; the run continues from its step."""
         state = load_checkpoint(checkpoint, self.modules, self.optimizers)
         self.step, self.elapsed = int(state["step"]), float(state.get("elapsed", 0.0))
+        self.checkpointed_step = self.step
         return state
 
     def fraction_done(self, step: int) -> float:
@@ -179,6 +189,7 @@ class Trainer:
 
     def _update(self, update: str, step: int, batches: list, caches: list[dict], running: RunningMeans) -> None:
         names: list[str] = []
+        health: list[torch.Tensor] = []   # every loss of every micro-batch, then the gradient norms
         declared = set(self.objective.updates[update])
         for micro, (batch, cache) in enumerate(zip(batches, caches)):
             self._point_random(step, micro)
@@ -191,6 +202,7 @@ class Trainer:
                                      f"{sorted(declared)}")
                 for n in names:
                     self.optimizers[n].zero_grad(set_to_none=True)
+            health += [losses[n].detach().float() for n in names]
             for i, n in enumerate(names):
                 loss = losses[n] / self.plan.grad_accum
                 if self.scaler is not None:
@@ -205,7 +217,13 @@ class Trainer:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizers[n])
             if self.plan.grad_clip:
-                grad_metrics[f"grad_norm_{n}"] = torch.nn.utils.clip_grad_norm_(self._params[n], self.plan.grad_clip)
+                norm = torch.nn.utils.clip_grad_norm_(self._params[n], self.plan.grad_clip)
+                grad_metrics[f"grad_norm_{n}"] = norm
+                health.append(norm.detach().float())
+        finite = torch.stack(health).isfinite().all()
+        if self.scaler is None and not self._finite_or_skip(finite, step, names, running):
+            return
+        for n in names:
             if self.scaler is not None:
                 self.scaler.step(self.optimizers[n])
             else:
@@ -214,12 +232,43 @@ class Trainer:
             self.scaler.update()
         running.add(grad_metrics)
 
+    def _finite_or_skip(self, finite: torch.Tensor, step: int, names: list[str], running: RunningMeans) -> bool:
+        """Record a non-finite update (stop policy), or drop it before it reaches the weights (skip policy, which
+        pays one host sync per update)."""
+        if self.plan.on_nonfinite == "skip":
+            ok = bool(finite)
+            running.add({"skipped_updates": torch.tensor(0.0 if ok else 1.0, device=self.device)})
+            if not ok:
+                for n in names:
+                    self.optimizers[n].zero_grad(set_to_none=True)
+            return ok
+        first_bad = torch.full((), step, dtype=torch.long, device=self.device)
+        self._first_bad = torch.where((self._first_bad < 0) & torch.logical_not(finite), first_bad, self._first_bad)
+        return True
+
+    def _require_finite(self) -> None:
+        bad = int(self._first_bad.item())
+        if bad >= 0:
+            last = (f"the last good checkpoint is step {self.checkpointed_step}"
+                    if self.checkpointed_step is not None else "no checkpoint was written")
+            raise NonFiniteError(f"at step {bad} a loss or gradient turned NaN or inf; stopped without saving "
+                                 f"these weights; {last}; resume with on_nonfinite=skip to skip such updates, or "
+                                 f"start again with a lower lr")
+
     def checkpoint(self) -> Path | None:
+        self._require_finite()
         if not self.dist.is_main:
             return None
         self.plan.hooks.before_checkpoint(self)
         state = {"step": self.step, "elapsed": self.elapsed, **self.plan.extra_state()}
-        path = save_checkpoint(self.run_dir, self.modules, self.optimizers, state)
+        try:
+            path = save_checkpoint(self.run_dir, self.modules, self.optimizers, state)
+        except OSError as exc:
+            kept = f"step {self.checkpointed_step} stays in place" if self.checkpointed_step is not None else \
+                "no earlier checkpoint exists"
+            raise UserError(f"could not write the step-{self.step} checkpoint in {self.run_dir} "
+                            f"({exc.strerror or exc}); the checkpoint of {kept}") from None
+        self.checkpointed_step = self.step
         self.plan.hooks.on_checkpoint(self)
         return path
 
@@ -276,6 +325,7 @@ class Trainer:
                         or (plan.max_seconds is not None and self.elapsed >= plan.max_seconds)
                         or (self.stop_at is not None and self.step >= self.stop_at))
                 if self.step % plan.log_every == 0 or ends:
+                    self._require_finite()
                     now = time.perf_counter()
                     row = self._log_row(running, steps_since_log, now - t_log)
                     t_log, steps_since_log = now, 0
@@ -296,7 +346,8 @@ class Trainer:
             if plan.checkpoints.final:
                 self.checkpoint()
             raise
-        bar.close()
+        finally:
+            bar.close()
         if main:
             plan.hooks.on_finish(self)
         distributed.barrier()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from electra.config import check, from_preset, from_saved
 from electra.core.schedules import LR_DECAYS
-from electra.core.trainer import PRECISIONS
+from electra.core.trainer import NONFINITE_POLICIES, PRECISIONS
 from electra.image.data import DATASETS
 from electra.image.models import ARCHITECTURES
 from electra.image.objectives import OBJECTIVES, REDUCTIONS
@@ -56,6 +56,7 @@ class ImageConfig:
     grad_accum: int = 1                  # micro-batches per step: global batch = batch_size × grad_accum × ranks
     precision: str = "fp32"              # fp32 | bf16 | fp16 (autocast; fp16 with a GradScaler, GPU only)
     compile: bool = False                # torch.compile the networks (measured slower on this 2-core CPU)
+    on_nonfinite: str = "stop"           # a NaN/inf loss or gradient: stop (naming the step) | skip that update
     # length
     epochs: int | None = 20
     steps: int | None = None             # overrides epochs
@@ -103,6 +104,7 @@ class ImageConfig:
             (not (self.schedule == "phased" and self.objective != "gan"), "the phased schedule is for objective gan"),
             (self.grad_accum >= 1, "grad_accum must be at least 1"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
+            (self.on_nonfinite in NONFINITE_POLICIES, f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}"),
         ]
         check(checks)
 

@@ -26,7 +26,7 @@ from electra.image.objectives import GANObjective, Noise, VAEGANObjective, VAEOb
 from electra.image.pictures import save_grid
 
 # Keys a resumed run may change: how long it runs and how often it reports, nothing that changes the maths.
-RESUMABLE_KEYS = {"epochs", "steps", "minutes", "log_every", "checkpoint_every"}
+RESUMABLE_KEYS = {"epochs", "steps", "minutes", "log_every", "checkpoint_every", "on_nonfinite"}
 CURVE_KEYS = ["L_G", "L_D", "L_ELECTRA", "reconstruction", "KL"]
 
 
@@ -187,7 +187,7 @@ class ImageRecipe:
             item_name="images", lr_schedule=decay, hooks=ImageHooks(system, fixed_noise(cfg).to(device)),
             log_every=cfg.log_every, checkpoints=CheckpointPolicy(every=cfg.checkpoint_every, each_epoch=True),
             max_seconds=cfg.minutes * 60 if cfg.minutes else None, grad_accum=cfg.grad_accum,
-            micro_batch=cfg.batch_size, precision=cfg.precision,
+            micro_batch=cfg.batch_size, precision=cfg.precision, on_nonfinite=cfg.on_nonfinite,
             extra_state=lambda: {"data_size": len(self.data), "track": "image"},
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from electra.config import check, from_preset, from_saved
-from electra.core.trainer import PRECISIONS
+from electra.core.trainer import NONFINITE_POLICIES, PRECISIONS
 
 DEFAULT_PRESET = "tiny"
 
@@ -48,6 +48,7 @@ class TextConfig:
     grad_accum: int = 1                   # micro-batches per step: global batch = batch_size × grad_accum × ranks
     precision: str = "fp32"               # fp32 | bf16 | fp16 (autocast; sampling stays fp32; fp16 GPU only)
     compile: bool = False                 # torch.compile the encoders (off: slower to start and no faster on CPU)
+    on_nonfinite: str = "stop"            # a NaN/inf loss or gradient: stop (naming the step) | skip that update
     # bookkeeping
     seed: int = 0
     log_every: int = 50
@@ -72,6 +73,7 @@ class TextConfig:
             (self.log_every >= 1 and self.checkpoint_every >= 1, "log_every and checkpoint_every must be positive"),
             (self.grad_accum >= 1, "grad_accum must be at least 1"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
+            (self.on_nonfinite in NONFINITE_POLICIES, f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}"),
         ]
         check(checks)
 

@@ -232,6 +232,15 @@ def finetune(model: str | Path, task_name: str, data_dir: str | Path, cfg: Finet
     cfg = apply_overrides(cfg, {"lr": cfg.lr or lr, "layer_decay": cfg.layer_decay or layer_decay})
     recipe = FinetuneRecipe(task, model_dir, train_inputs, train_labels, epochs)
     job.mkdir()
+    try:
+        return _finetune_seeds(job, recipe, cfg, devs, dev_inputs, model_dir, progress, device)
+    finally:
+        job.release()
+
+
+def _finetune_seeds(job: RunFolder, recipe: FinetuneRecipe, cfg: FinetuneConfig, devs: dict, dev_inputs: dict,
+                    model_dir: Path, progress: bool, device) -> dict:
+    task, epochs = recipe.task, recipe.epochs
     job.write_config(cfg, **recipe.facts)
     results = {"task": task.name, "model": str(model_dir), "epochs": epochs, "lr": cfg.lr,
                "layer_decay": cfg.layer_decay, "seeds": []}

@@ -22,7 +22,7 @@ from electra.text.models import build_rtd_models, export_hf, load_pretrained_pai
 from electra.text.objectives import MaskedLMObjective, RTDObjective
 from electra.text.tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer
 
-RESUMABLE_KEYS = {"steps", "minutes", "log_every", "checkpoint_every", "plateau_check_step"}
+RESUMABLE_KEYS = {"steps", "minutes", "log_every", "checkpoint_every", "plateau_check_step", "on_nonfinite"}
 CURVES = ["loss", "mlm_loss", "disc_loss", "disc_auc", "disc_recall", "gen_acc"]
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm")
 
@@ -129,7 +129,7 @@ class PretrainRecipe:
             hooks=TextHooks(self.tokenizer_dir, cfg), log_every=cfg.log_every,
             checkpoints=CheckpointPolicy(every=cfg.checkpoint_every), max_seconds=cfg.minutes * 60 if cfg.minutes
             else None, grad_clip=cfg.grad_clip, grad_accum=cfg.grad_accum, micro_batch=cfg.batch_size,
-            precision=cfg.precision, extra_state=lambda: {"track": "text"},
+            precision=cfg.precision, on_nonfinite=cfg.on_nonfinite, extra_state=lambda: {"track": "text"},
         )
 
     def describe(self, cfg: TextConfig, plan: Plan) -> str:
