@@ -122,3 +122,75 @@ def test_one_process_at_a_time_writes_a_run_folder(capsys, mnist_dir, tmp_path):
     code, _, err = run_cli(capsys, "image", "train", "--resume", str(run), "--steps", "3", "--quiet")
     assert code == 0, err
     assert json.loads((run / "checkpoints/last/state.json").read_text())["step"] == 3 and not (run / LOCK).exists()
+
+
+def test_a_trained_vocabulary_is_written_in_one_order_whatever_order_training_found(tmp_path):
+    """The trainer finds equal-frequency tokens in a different order each run (huggingface/tokenizers#1794); the
+    saved ids do not depend on that order.  (Which tokens win a frequency tie at the vocabulary's cut-off can still
+    differ between runs: that part is upstream's.)"""
+    import random
+
+    from tokenizers import Tokenizer, models
+
+    from electra.text.tokenizer import SPECIAL_TOKENS, _in_stable_order
+
+    tokens = SPECIAL_TOKENS + ["the", "##s", "cat", "a", "##ing", "sat"]
+    orders = []
+    for seed in range(3):
+        rest = tokens[5:]
+        random.Random(seed).shuffle(rest)
+        trained = Tokenizer(models.WordPiece({t: i for i, t in enumerate(SPECIAL_TOKENS + rest)}, unk_token="[UNK]"))
+        orders.append(sorted(Tokenizer(_in_stable_order(trained)).get_vocab().items(), key=lambda kv: kv[1]))
+    assert orders[0] == orders[1] == orders[2]
+    assert [t for t, _ in orders[0]][:5] == SPECIAL_TOKENS
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["image", "train", "--lr", "inf"], "'lr' must be a finite number"),
+    (["image", "train", "lr=nan"], "'lr' must be a finite number"),
+    (["image", "train", "vae_beta=-inf"], "'vae_beta' must be a finite number"),
+    (["image", "train", "width=100000000", "--quiet"], "GiB free; choose smaller sizes"),
+])
+def test_non_finite_and_impossible_sizes_are_refused(capsys, tmp_path, argv, fragment):
+    code, _, err = run_cli(capsys, *argv, "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_impossible_text_model_is_refused_before_allocation(capsys, corpus, tmp_path):
+    code, _, err = run_cli(capsys, "text", "pretrain", "--data", str(corpus["data"]), "hidden_size=4000000",
+                           "num_heads=1", "--out", str(tmp_path / "run"), "--quiet")
+    assert_one_line_error(code, err, "GiB free; choose smaller sizes")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_decompression_bomb_in_an_image_folder(capsys, tmp_path, monkeypatch):
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    Image.new("L", (64, 64)).save(tmp_path / "imgs" / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)   # 4,096 pixels > 2 × the limit: Pillow refuses it
+    code, _, err = run_cli(capsys, "image", "train", "--dataset", "folder", "--data-dir", str(tmp_path / "imgs"),
+                           "--out", str(tmp_path / "run"), "--quiet")
+    assert_one_line_error(code, err, "cannot read image", "big.png")
+
+
+def test_a_complex_valued_npy_is_refused(capsys, tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.zeros((4, 28, 28), dtype=np.complex64))
+    code, _, err = run_cli(capsys, "image", "eval", str(tmp_path / "x.npy"))
+    assert_one_line_error(code, err, "complex64 values that are not finite real numbers")
+
+
+def test_undecodable_bytes_on_the_command_line(capsys, tmp_path):
+    import os
+
+    text = os.fsdecode(b"the cat \xff\xfe sat")   # what Python makes of invalid UTF-8 in argv
+    from electra.text.generate import _encode
+
+    with pytest.raises(Exception) as exc:
+        _encode(None, text, 16)
+    from electra.errors import UserError
+
+    assert isinstance(exc.value, UserError) and "not UTF-8 (at character 8)" in str(exc.value)

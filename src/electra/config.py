@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -46,10 +47,14 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             return False
         raise UserError(f"config key '{key}' expects true/false, got {value!r}")
     if annotation in (int, float):
+        if isinstance(value, bool):
+            raise UserError(f"config key '{key}' expects {annotation.__name__}, got {value!r}")
         try:
             number = float(value) if annotation is float else int(str(value).replace("_", ""))
-        except ValueError:
+        except (ValueError, TypeError, OverflowError):
             raise UserError(f"config key '{key}' expects {annotation.__name__}, got {value!r}") from None
+        if not math.isfinite(number):
+            raise UserError(f"config key '{key}' must be a finite number, got {value!r}")
         return number
     if annotation is str:
         return str(value)

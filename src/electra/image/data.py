@@ -196,7 +196,7 @@ def read_image_files(folder: Path, fit: bool) -> torch.Tensor:
                         if min(img.size) > SIZE else ""
                     raise UserError(f"{path} is {img.size[0]}x{img.size[1]}, not {SIZE}x{SIZE}{hint}")
                 out[i] = _to_square_grey(img) if fit else np.asarray(img.convert("L"), dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
             raise UserError(f"cannot read image {path} ({exc}); remove or replace it") from None
     return torch.from_numpy(out)
 

@@ -31,8 +31,10 @@ def images_from_array(array: np.ndarray, source: str) -> torch.Tensor:
         raise UserError(f"{source} holds no images")
     if array.dtype == np.uint8:
         return torch.from_numpy(array.copy())
-    if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
-        raise UserError(f"{source} holds {array.dtype} values that are not finite numbers")
+    real = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating) \
+        or array.dtype == np.bool_
+    if not real or not np.isfinite(array).all():
+        raise UserError(f"{source} holds {array.dtype} values that are not finite real numbers")
     lo, hi = float(array.min()), float(array.max())
     if lo >= 0 and hi <= 1:
         scaled = array * 255.0

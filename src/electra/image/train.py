@@ -12,6 +12,7 @@ import torch
 
 from electra.core import checkpoint as ckpt
 from electra.core import distributed
+from electra.core.memory import require_fits
 from electra.core.metrics import plot_curves, read_metrics
 from electra.core.recipe import global_batch_text, run_recipe
 from electra.core.run import RunFolder
@@ -47,10 +48,15 @@ class ImageSystem:
         return self.modules.get("generator_ema", self.modules["generator"])
 
 
+def _models(cfg: ImageConfig) -> dict[str, torch.nn.Module]:
+    return build_models(cfg.model, cfg.objective, cfg.width, cfg.spectral_norm, cfg.noise_dim, cfg.minibatch_std,
+                        cfg.minibatch_group, cfg.d_width, cfg.d_extra_convs)
+
+
 def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageSystem:
+    require_fits(lambda: _models(cfg), torch.device(device), f"the {cfg.model} model (width {cfg.width})")
     torch.manual_seed(cfg.seed)
-    modules = build_models(cfg.model, cfg.objective, cfg.width, cfg.spectral_norm, cfg.noise_dim,
-                           cfg.minibatch_std, cfg.minibatch_group, cfg.d_width, cfg.d_extra_convs)
+    modules = _models(cfg)
     for module in modules.values():
         module.to(device)
     noise = Noise(cfg.noise_dim, cfg.seed + 1, device)

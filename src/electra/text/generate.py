@@ -25,6 +25,11 @@ def _warn(message: str) -> None:
 def _encode(tokenizer, text: str, max_positions: int):
     if not text or not text.strip():
         raise UserError("the text is empty; give a sentence")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:   # undecodable bytes on the command line arrive as lone surrogates
+        raise UserError(f"the text holds bytes that are not UTF-8 (at character {exc.start}); give UTF-8 "
+                        f"text") from None
     enc = tokenizer.encode(text)
     ids = enc.ids
     if len(ids) > max_positions:

@@ -10,6 +10,7 @@ import torch
 
 from electra.core import distributed
 from electra.core.log import log, warn
+from electra.core.memory import require_fits
 from electra.core.metrics import plot_curves, read_metrics
 from electra.core.recipe import global_batch_text, run_recipe
 from electra.core.run import RunFolder
@@ -89,10 +90,13 @@ class PretrainRecipe:
         self.facts = {"data": str(Path(data).resolve())}
         self.notes: dict[str, str] = {}
 
-    def _models(self, cfg: TextConfig) -> dict[str, torch.nn.Module]:
+    def _models(self, cfg: TextConfig, device: torch.device) -> dict[str, torch.nn.Module]:
         vocab = self.shards.manifest["vocab_size"]
         if not self.init_from:
-            return build_rtd_models(cfg, vocab, self.shards.special["pad"])
+            build = lambda: build_rtd_models(cfg, vocab, self.shards.special["pad"])  # noqa: E731
+            require_fits(build, device, f"the {cfg.objective} model (hidden {cfg.hidden_size} × "
+                                             f"{cfg.num_layers} layers, vocabulary {vocab})")
+            return build()
         modules = load_pretrained_pair(self.init_from)
         config = modules["discriminator"].config
         if config.vocab_size != vocab:
@@ -109,7 +113,7 @@ class PretrainRecipe:
             raise UserError(f"--seq-len {cfg.seq_len} differs from the shards' {shards.seq_len}; prepare the "
                             f"corpus again with --seq-len {cfg.seq_len}")
         batches = shards.batches(cfg.batch_size, cfg.seed, cfg.grad_accum, rank.rank, rank.world, device)
-        modules = self._models(cfg)
+        modules = self._models(cfg, device)
         for module in modules.values():
             module.to(device)
         vocab, special = shards.manifest["vocab_size"], shards.special

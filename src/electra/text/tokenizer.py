@@ -74,8 +74,21 @@ def train_tokenizer(files: list[str], vocab_size: int, out: str | Path, lowercas
                                         special_tokens=SPECIAL_TOKENS, continuing_subword_prefix="##",
                                         show_progress=False)
     tokenizer.train([str(f) for f in files], trainer)
+    tokenizer.model = _in_stable_order(tokenizer)
     _bert_pipeline(tokenizer, lowercase)
     return save_tokenizer(tokenizer, out, lowercase)
+
+
+def _in_stable_order(tokenizer):
+    """The trained vocabulary with the special tokens first and the rest sorted: the trainer's parallel merge
+    counting orders tokens of equal frequency differently from run to run, which would change every id (and so the
+    shards and the model) between two runs on the same text.  WordPiece matching depends on which tokens exist,
+    not on their ids."""
+    from tokenizers import models
+
+    vocab = tokenizer.get_vocab()
+    ordered = SPECIAL_TOKENS + sorted(t for t in vocab if t not in SPECIAL_TOKENS)
+    return models.WordPiece({t: i for i, t in enumerate(ordered)}, unk_token="[UNK]", continuing_subword_prefix="##")
 
 
 def load_tokenizer(path: str | Path):
