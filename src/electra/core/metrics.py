@@ -38,8 +38,7 @@ class MetricsLog:
     def __init__(self, path: Path, resume_step: int | None = None) -> None:
         self.path = Path(path)
         if resume_step is not None and self.path.exists():
-            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            kept = [json.dumps(row) for row in read_metrics(self.path) if row.get("step", 0) <= resume_step]
             write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, row: dict) -> None:
@@ -48,10 +47,19 @@ class MetricsLog:
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The rows of a metrics.jsonl; a line torn by a killed process (the last one) is left out."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def plot_curves(rows: list[dict], keys: list[str], out: Path, title: str = "") -> Path | None:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import torch
 
 from electra.core import distributed
+from electra.core.checkpoint import has_checkpoint
 from electra.core.run import RunFolder
 from electra.core.trainer import Plan, Trainer
 from electra.errors import UserError
@@ -60,7 +61,7 @@ def _train(recipe: Recipe, run: RunFolder, cfg: Any, progress: bool, stop_at: in
         if plan.precision == "fp16" and device.type != "cuda":
             raise UserError("precision fp16 needs a GPU (its GradScaler); use bf16 or fp32 on the CPU")
         trainer = Trainer(plan, run.path, device, progress=progress, stop_at=stop_at)
-        if run.resuming:
+        if run.resuming and has_checkpoint(run.path):
             recipe.check_restored(trainer.restore(run.last_checkpoint()))
             budget_used = plan.max_seconds is not None and trainer.elapsed >= plan.max_seconds
             if trainer.step >= plan.total_steps or budget_used:
@@ -74,6 +75,8 @@ def _train(recipe: Recipe, run: RunFolder, cfg: Any, progress: bool, stop_at: in
         for name, text in recipe.notes.items():
             run.write_note(name, text)
         start = f"resuming at step {trainer.step}" if run.resuming else "new run"
+        if run.resuming and not trainer.step:
+            start = "resuming a run stopped before its first checkpoint: from step 0"
         run.log(f"run folder: {run.path}  ({start}, {recipe.describe(cfg, plan)})")
         trainer.run()
     distributed.barrier()

@@ -44,6 +44,8 @@ class RunFolder:
             return cls.open(track, resume)
         default = Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         path = Path(distributed.broadcast_object(str(out or default)))   # every rank: rank 0's clock
+        if path.is_dir() and distributed.current().is_main:
+            _clear_leftovers(path)
         return cls(fresh_folder(path), track, resuming=False)
 
     @classmethod
@@ -117,6 +119,7 @@ class RunFolder:
             self.path.mkdir(parents=True, exist_ok=True)
             take_lock(self.path / LOCK)
             self._locked = True
+            sweep_temporaries(self.path)
 
     def release(self) -> None:
         if self._locked:
@@ -186,3 +189,32 @@ def take_lock(path: Path) -> None:
             json.dump(me, f)
         return
     raise UserError(f"could not take the lock {path}; another process keeps taking it")
+
+
+def sweep_temporaries(folder: Path) -> None:
+    """Remove the hidden temporaries (``core.files``) a killed writer left; called with the folder's lock held,
+    so no live writer owns them."""
+    for path in sorted(folder.rglob(".*"), key=lambda p: len(p.parts), reverse=True):
+        if ".tmp" in path.name:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _clear_leftovers(folder: Path) -> None:
+    """A folder holding nothing but a dead process's lock and temporaries (a run killed before it wrote its
+    config) counts as empty: the same command can simply be run again."""
+    entries = list(folder.iterdir())
+    lock = folder / LOCK
+    if not entries or any(e != lock and not (e.name.startswith(".") and ".tmp" in e.name) for e in entries):
+        return
+    if lock.exists():
+        try:
+            holder = json.loads(lock.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            holder = {}
+        if isinstance(holder, dict) and holder.get("pid", -1) > 0 and _holder_alive(holder):
+            return   # a live run is starting there: fresh_folder refuses it
+    sweep_temporaries(folder)
+    lock.unlink(missing_ok=True)

@@ -297,8 +297,8 @@ class Trainer:
         """Train from the current step to total_steps (or the time budget, or stop_at); return the last logged row."""
         plan, main = self.plan, self.dist.is_main
         start_step, elapsed_before = self.step, self.elapsed
-        metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start_step if start_step else None) \
-            if main else None
+        # rows past the step this run starts from were written by a run that was stopped after them: drop them
+        metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start_step) if main else None
         for m in self.modules.values():
             m.train()
         running = RunningMeans()
