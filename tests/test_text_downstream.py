@@ -208,3 +208,23 @@ def test_a_model_that_is_not_electra(capsys, tmp_path):
     (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
     code, _, err = run_cli(capsys, "text", "detect", str(tmp_path / "bert"), "hello")
     assert_one_line_error(code, err, "not an ELECTRA")
+
+
+def test_an_interrupted_finetuning_resumes_keeping_finished_seeds(sentiment_model, tmp_path, capsys):
+    run, glue = sentiment_model
+    settings = {"epochs": 2, "lr": 3e-3, "batch_size": 16}
+    straight = finetune(run, "sst-2", glue, out=tmp_path / "straight", progress=False,
+                        overrides={**settings, "seeds": 3})
+    job = tmp_path / "job"
+    finetune(run, "sst-2", glue, out=job, progress=False, overrides={**settings, "seeds": 1})
+    kept = (job / "seed-0" / "model" / "model.safetensors").stat().st_mtime_ns
+    (job / "seed-1").mkdir()                                 # a seed killed before it finished
+    (job / "seed-1" / "metrics.jsonl").write_text('{"step": 3, "loss": 0.')
+    code, out, err = run_cli(capsys, "text", "finetune", "--resume", str(job), "--seeds", "3", "--quiet")
+    assert code == 0, err
+    resumed = json.loads((job / "results.json").read_text())
+    assert [s["scores"] for s in resumed["seeds"]] == [s["scores"] for s in straight["seeds"]]
+    assert resumed["main_score"] == straight["main_score"]
+    assert (job / "seed-0" / "model" / "model.safetensors").stat().st_mtime_ns == kept   # not trained again
+    code, _, err = run_cli(capsys, "text", "finetune", "--resume", str(job), "--lr", "0.1")
+    assert_one_line_error(code, err, "cannot change lr when resuming")

@@ -121,9 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     ft = tcmds.add_parser("finetune", help="fine-tune a discriminator on a GLUE task (official recipe)",
                           epilog="Other keys: layer_decay, warmup_frac, batch_size, max_seq_len, weight_decay, "
                                  "max_train_examples (key=value).")
-    ft.add_argument("model", help="run folder or HF ELECTRA discriminator directory")
-    ft.add_argument("--task", required=True, help="cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, wnli")
-    ft.add_argument("--data-dir", required=True, help="GLUE folder (holding CoLA/, SST-2/, …) or the task's folder")
+    ft.add_argument("model", nargs="?", help="run folder or HF ELECTRA discriminator directory")
+    ft.add_argument("--task", help="cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, wnli")
+    ft.add_argument("--data-dir", help="GLUE folder (holding CoLA/, SST-2/, …) or the task's folder")
+    ft.add_argument("--resume", default=None, metavar="FINETUNE_DIR",
+                    help="continue a fine-tuning folder: finished seeds are kept, the rest trained")
     ft.add_argument("--seeds", type=int, default=None, help="runs with seeds seed..seed+N-1; the median is reported")
     ft.add_argument("--epochs", type=int, default=None)
     ft.add_argument("--lr", type=float, default=None,
@@ -161,8 +163,10 @@ def _text_use(args, extra: list[str]) -> int:
 
         overrides = {k: getattr(args, k) for k in ("seeds", "epochs", "lr", "seed") if getattr(args, k) is not None}
         overrides.update(parse_assignments(extra))
+        if args.resume and (args.model or args.task or args.data_dir or args.out):
+            raise UserError("--resume takes the fine-tuning folder's own model, task and data; drop them")
         result = finetune(args.model, args.task, args.data_dir, out=args.out, overrides=overrides,
-                          progress=not args.quiet)
+                          progress=not args.quiet, resume=args.resume)
         for r in result["seeds"]:
             print(f"seed {r['seed']}: " + "; ".join(f"{split} " + ", ".join(f"{m} {v:.4f}" for m, v in sc.items())
                                                   for split, sc in r["scores"].items()))

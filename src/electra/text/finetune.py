@@ -9,6 +9,7 @@ median reported.
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from electra.config import apply_overrides, check
+from electra.config import apply_overrides, check, from_saved
 from electra.core.batches import StepBatches
+from electra.core.checkpoint import require_finite
 from electra.core.files import atomic_folder, write_text, write_json
 from electra.core.log import log
 from electra.core.recipe import run_recipe
@@ -56,6 +58,10 @@ class FinetuneConfig:
                   (self.epochs is None or self.epochs >= 1, "epochs must be at least 1"),
                   (self.max_seq_len >= 8, "max_seq_len must be at least 8")]
         check(checks)
+
+
+def finetune_config_from_dict(values: dict) -> FinetuneConfig:
+    return from_saved(FinetuneConfig, values, "finetune")
 
 
 def recipe_for(hidden_size: int) -> tuple[float, float]:
@@ -162,9 +168,11 @@ def to_predictions(task: Task, logits: torch.Tensor) -> np.ndarray:
 class FinetuneRecipe:
     """One seed's fine-tuning plan: a fresh classifier on the pre-trained discriminator, the official schedule."""
 
-    def __init__(self, task: Task, model_dir: Path, inputs: dict, labels: torch.Tensor, epochs: int) -> None:
+    def __init__(self, task: Task, model_dir: Path, inputs: dict, labels: torch.Tensor, epochs: int,
+                 data_dir: Path) -> None:
         self.task, self.model_dir, self.inputs, self.labels, self.epochs = task, model_dir, inputs, labels, epochs
-        self.facts = {"task": task.name, "model": str(model_dir), "epochs_used": epochs}
+        self.facts = {"task": task.name, "model": str(model_dir.resolve()), "data_dir": str(data_dir.resolve()),
+                      "epochs_used": epochs}
         self.notes: dict[str, str] = {}
 
     def build(self, cfg: FinetuneConfig, device: torch.device) -> Plan:
@@ -196,6 +204,7 @@ class FinetuneRecipe:
 
 
 def save_classifier(net, tokenizer_dir: Path, out: Path) -> None:
+    require_finite(net.state_dict(), "fine-tuned model")
     with atomic_folder(out) as tmp:
         net.save_pretrained(str(tmp), safe_serialization=True)
         for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
@@ -203,16 +212,29 @@ def save_classifier(net, tokenizer_dir: Path, out: Path) -> None:
                 shutil.copy(tokenizer_dir / name, tmp / name)
 
 
-def finetune(model: str | Path, task_name: str, data_dir: str | Path, cfg: FinetuneConfig | None = None,
-             out: str | Path | None = None, overrides: dict | None = None, progress: bool = True,
-             device: torch.device | str | None = None) -> dict:
+RESUMABLE_KEYS = {"seeds", "log_every"}
+FACTS = ("task", "model", "data_dir", "epochs_used")
+
+
+def finetune(model: str | Path | None = None, task_name: str | None = None, data_dir: str | Path | None = None,
+             cfg: FinetuneConfig | None = None, out: str | Path | None = None, overrides: dict | None = None,
+             progress: bool = True, device: torch.device | str | None = None,
+             resume: str | Path | None = None) -> dict:
     """Fine-tune a discriminator on one task for ``cfg.seeds`` seeds; return (and write) the results.
 
     ``out`` holds ``config.json``, ``results.json`` and one run folder per seed (``seed-N/model``: the classifier
-    in HF format)."""
+    in HF format, ``seed-N/scores.json``).  ``resume``: continue such a folder — finished seeds are kept, an
+    unfinished one is trained again, ``seeds=`` may add more."""
     from transformers import ElectraForSequenceClassification
 
-    cfg = apply_overrides(cfg or FinetuneConfig(), overrides or {})
+    if resume:
+        job = RunFolder.open("finetune", resume)
+        cfg, facts = job.resolve(None, overrides, RESUMABLE_KEYS, finetune_config_from_dict, facts=FACTS)
+        model, task_name, data_dir = facts["model"], facts["task"], facts["data_dir"]
+    else:
+        cfg = apply_overrides(cfg or FinetuneConfig(), overrides or {})
+        if not (model and task_name and data_dir):
+            raise UserError("fine-tuning needs a MODEL, --task and --data-dir (or --resume a fine-tuning folder)")
     task = get_task(task_name)
     model_dir = resolve_model_dir(model, "discriminator")
     tokenizer = model_tokenizer(model_dir)
@@ -220,7 +242,8 @@ def finetune(model: str | Path, task_name: str, data_dir: str | Path, cfg: Finet
     devs = {f: read_split(task, data_dir, f) for f in task.dev_files}
     if cfg.max_train_examples:
         train = Examples(train.texts[: cfg.max_train_examples], train.labels[: cfg.max_train_examples])
-    job = RunFolder.start("finetune", out=out, name=f"finetune-{task.name}-{Path(model).name}")
+    if not resume:
+        job = RunFolder.start("finetune", out=out, name=f"finetune-{task.name}-{Path(model).name}")
     base = load_hf(ElectraForSequenceClassification, model_dir, "discriminator", num_labels=task.num_labels)
     max_len = min(cfg.max_seq_len, base.config.max_position_embeddings)
     train_inputs = encode(tokenizer, train, max_len)
@@ -230,7 +253,7 @@ def finetune(model: str | Path, task_name: str, data_dir: str | Path, cfg: Finet
     epochs = cfg.epochs or task.epochs
     lr, layer_decay = recipe_for(base.config.hidden_size)
     cfg = apply_overrides(cfg, {"lr": cfg.lr or lr, "layer_decay": cfg.layer_decay or layer_decay})
-    recipe = FinetuneRecipe(task, model_dir, train_inputs, train_labels, epochs)
+    recipe = FinetuneRecipe(task, model_dir, train_inputs, train_labels, epochs, Path(data_dir))
     job.mkdir()
     try:
         return _finetune_seeds(job, recipe, cfg, devs, dev_inputs, model_dir, progress, device)
@@ -246,15 +269,23 @@ def _finetune_seeds(job: RunFolder, recipe: FinetuneRecipe, cfg: FinetuneConfig,
                "layer_decay": cfg.layer_decay, "seeds": []}
     for k in range(cfg.seeds):
         seed = cfg.seed + k
-        seed_run = RunFolder.start("finetune", out=job.path / f"seed-{seed}")
-        seed_cfg = apply_overrides(cfg, {"seed": seed, "seeds": 1})
-        net = run_recipe(recipe, seed_run, seed_cfg, progress=progress, device=device).modules["model"]
-        scores = {}
-        for f, d in devs.items():
-            preds = to_predictions(task, predict_logits(net, dev_inputs[f]))
-            scores[f.replace(".tsv", "")] = score(task, preds, d.labels)
+        seed_dir = job.path / f"seed-{seed}"
+        done = seed_dir / "scores.json"
+        if done.is_file():   # finished by an earlier, interrupted invocation
+            scores = json.loads(done.read_text(encoding="utf-8"))
+            log(f"{task.name} seed {seed}: kept from {seed_dir}")
+        else:
+            shutil.rmtree(seed_dir, ignore_errors=True)   # an unfinished seed trains again (the job's lock is held)
+            seed_cfg = apply_overrides(cfg, {"seed": seed, "seeds": 1})
+            seed_run = RunFolder.start("finetune", out=seed_dir)
+            net = run_recipe(recipe, seed_run, seed_cfg, progress=progress, device=device).modules["model"]
+            scores = {}
+            for f, d in devs.items():
+                preds = to_predictions(task, predict_logits(net, dev_inputs[f]))
+                scores[f.replace(".tsv", "")] = score(task, preds, d.labels)
+            save_classifier(net, model_dir, seed_dir / "model")
+            write_json(done, scores)   # last: its presence marks the seed as finished
         results["seeds"].append({"seed": seed, "scores": scores})
-        save_classifier(net, model_dir, seed_run.path / "model")
         log(f"{task.name} seed {seed}: " + ", ".join(f"{s} {m} {v:.4f}" for s, sc in scores.items()
                                                       for m, v in sc.items()))
     first_dev = task.dev_files[0].replace(".tsv", "")
