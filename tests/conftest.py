@@ -1,6 +1,10 @@
 import os
 from pathlib import Path
 
+# One compute thread everywhere (and in every subprocess a test starts): tests compare weights bit for bit, and one
+# thread keeps reductions in one order.  The package leaves a set OMP_NUM_THREADS alone (core/threads.py).
+os.environ["OMP_NUM_THREADS"] = "1"
+
 import numpy as np
 import pytest
 import torch

@@ -194,3 +194,41 @@ def test_undecodable_bytes_on_the_command_line(capsys, tmp_path):
     from electra.errors import UserError
 
     assert isinstance(exc.value, UserError) and "not UTF-8 (at character 8)" in str(exc.value)
+
+
+def test_threads_follow_the_free_cores_unless_told(monkeypatch):
+    import electra.core.threads as threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(threads, "_allowed_cpus", lambda: [0, 1, 2, 3])
+        monkeypatch.setattr(threads, "_quota", lambda: None)
+        monkeypatch.setattr(threads, "idle_cpus", lambda cpus, seconds=0: 1)   # three of four cores busy
+        assert threads.use_threads(0) is None                                  # OMP_NUM_THREADS (conftest) wins
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert threads.use_threads(0) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setattr(threads, "idle_cpus", lambda cpus, seconds=0: 4)
+        monkeypatch.setattr(threads, "_quota", lambda: 2.5)                     # a cgroup granting 2.5 CPUs
+        assert threads.use_threads(0) == 2
+        assert threads.use_threads(3) == 3                                      # threads=3 is obeyed
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_idle_cpus_sees_a_busy_core():
+    import subprocess
+    import sys
+
+    from electra.core.threads import _allowed_cpus, idle_cpus
+
+    cpus = _allowed_cpus()
+    busy = subprocess.Popen([sys.executable, "-c", "import os; os.sched_setaffinity(0, {%d})\nwhile True: pass"
+                             % cpus[0]])
+    try:
+        import time
+
+        time.sleep(0.3)
+        assert idle_cpus([cpus[0]], seconds=0.3) == 0
+    finally:
+        busy.kill()
+        busy.wait()

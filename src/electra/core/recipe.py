@@ -15,6 +15,7 @@ import torch
 from electra.core import distributed
 from electra.core.checkpoint import has_checkpoint
 from electra.core.run import RunFolder
+from electra.core.threads import use_threads
 from electra.core.trainer import Plan, Trainer
 from electra.errors import UserError
 
@@ -48,6 +49,7 @@ def run_recipe(recipe: Recipe, run: RunFolder, cfg: Any, progress: bool = True, 
     """Train ``cfg`` with ``recipe`` in ``run`` (new or resumed); ``stop_at`` ends early at that step with a
     checkpoint, to be continued with ``--resume``."""
     device = torch.device(device) if device is not None else distributed.current().device
+    use_threads(getattr(cfg, "threads", 0))
     try:
         return _train(recipe, run, cfg, progress, stop_at, device)
     finally:
@@ -77,7 +79,8 @@ def _train(recipe: Recipe, run: RunFolder, cfg: Any, progress: bool, stop_at: in
         start = f"resuming at step {trainer.step}" if run.resuming else "new run"
         if run.resuming and not trainer.step:
             start = "resuming a run stopped before its first checkpoint: from step 0"
-        run.log(f"run folder: {run.path}  ({start}, {recipe.describe(cfg, plan)})")
+        run.log(f"run folder: {run.path}  ({start}, {recipe.describe(cfg, plan)}; {torch.get_num_threads()} "
+                f"threads)")
         trainer.run()
     distributed.barrier()
     return Finished(run.path, trainer)

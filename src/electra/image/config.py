@@ -57,6 +57,7 @@ class ImageConfig:
     precision: str = "fp32"              # fp32 | bf16 | fp16 (autocast; fp16 with a GradScaler, GPU only)
     compile: bool = False                # torch.compile the networks (measured slower on this 2-core CPU)
     on_nonfinite: str = "stop"           # a NaN/inf loss or gradient: stop (naming the step) | skip that update
+    threads: int = 0                     # compute threads; 0: the cores free to this process (OMP_NUM_THREADS wins)
     # length
     epochs: int | None = 20
     steps: int | None = None             # overrides epochs
@@ -105,6 +106,7 @@ class ImageConfig:
             (self.grad_accum >= 1, "grad_accum must be at least 1"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.on_nonfinite in NONFINITE_POLICIES, f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}"),
+            (self.threads >= 0, "threads must be 0 (the free cores) or more"),
         ]
         check(checks)
 

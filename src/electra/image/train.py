@@ -27,7 +27,7 @@ from electra.image.objectives import GANObjective, Noise, VAEGANObjective, VAEOb
 from electra.image.pictures import save_grid
 
 # Keys a resumed run may change: how long it runs and how often it reports, nothing that changes the maths.
-RESUMABLE_KEYS = {"epochs", "steps", "minutes", "log_every", "checkpoint_every", "on_nonfinite"}
+RESUMABLE_KEYS = {"epochs", "steps", "minutes", "log_every", "checkpoint_every", "on_nonfinite", "threads"}
 CURVE_KEYS = ["L_G", "L_D", "L_ELECTRA", "reconstruction", "KL"]
 
 

@@ -49,6 +49,7 @@ class TextConfig:
     precision: str = "fp32"               # fp32 | bf16 | fp16 (autocast; sampling stays fp32; fp16 GPU only)
     compile: bool = False                 # torch.compile the encoders (off: slower to start and no faster on CPU)
     on_nonfinite: str = "stop"            # a NaN/inf loss or gradient: stop (naming the step) | skip that update
+    threads: int = 0                     # compute threads; 0: the cores free to this process (OMP_NUM_THREADS wins)
     # bookkeeping
     seed: int = 0
     log_every: int = 50
@@ -74,6 +75,7 @@ class TextConfig:
             (self.grad_accum >= 1, "grad_accum must be at least 1"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.on_nonfinite in NONFINITE_POLICIES, f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}"),
+            (self.threads >= 0, "threads must be 0 (the free cores) or more"),
         ]
         check(checks)
 

@@ -49,6 +49,7 @@ class FinetuneConfig:
     seed: int = 0
     log_every: int = 50
     max_train_examples: int | None = None
+    threads: int = 0                     # compute threads; 0: the cores free to this process
 
     def validate(self) -> None:
         checks = [(self.lr is None or self.lr > 0, "lr must be positive"),
@@ -56,7 +57,8 @@ class FinetuneConfig:
                   (0 <= self.warmup_frac < 1, "warmup_frac must lie in [0, 1)"),
                   (self.batch_size >= 1 and self.seeds >= 1, "batch_size and seeds must be positive"),
                   (self.epochs is None or self.epochs >= 1, "epochs must be at least 1"),
-                  (self.max_seq_len >= 8, "max_seq_len must be at least 8")]
+                  (self.max_seq_len >= 8, "max_seq_len must be at least 8"),
+                  (self.threads >= 0, "threads must be 0 (the free cores) or more")]
         check(checks)
 
 
@@ -212,7 +214,7 @@ def save_classifier(net, tokenizer_dir: Path, out: Path) -> None:
                 shutil.copy(tokenizer_dir / name, tmp / name)
 
 
-RESUMABLE_KEYS = {"seeds", "log_every"}
+RESUMABLE_KEYS = {"seeds", "log_every", "threads"}
 FACTS = ("task", "model", "data_dir", "epochs_used")
 
 

@@ -23,7 +23,7 @@ from electra.text.models import build_rtd_models, export_hf, load_pretrained_pai
 from electra.text.objectives import MaskedLMObjective, RTDObjective
 from electra.text.tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer
 
-RESUMABLE_KEYS = {"steps", "minutes", "log_every", "checkpoint_every", "plateau_check_step", "on_nonfinite"}
+RESUMABLE_KEYS = {"steps", "minutes", "log_every", "checkpoint_every", "plateau_check_step", "on_nonfinite", "threads"}
 CURVES = ["loss", "mlm_loss", "disc_loss", "disc_auc", "disc_recall", "gen_acc"]
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm")
 
