@@ -2,7 +2,7 @@
 uninterrupted run and no file is left unreadable.  ``benchmarks/kill_resume.py`` does the same at many random
 moments per job."""
 
-import pytest
+import time
 
 from resume_helpers import finished, killed_after, next_command, run_electra, same_weights, unreadable_files
 
@@ -13,15 +13,24 @@ def _image_argv(mnist_dir, out):
             "--out", str(out)]
 
 
+def _timed(*argv):
+    start = time.monotonic()
+    result = run_electra(*argv)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return time.monotonic() - start
+
+
 def test_image_training_killed_three_times_ends_as_one_run(mnist_dir, tmp_path):
     full = tmp_path / "full"
-    assert run_electra(*_image_argv(mnist_dir, full)).returncode == 0
+    seconds = _timed(*_image_argv(mnist_dir, full))
     run = tmp_path / "run"
     resume = ["image", "train", "--resume", str(run), "--quiet"]
     kills = 0
-    # the first kill lands in start-up (before the folder exists), the others inside training
-    for seconds in (1.0, 5.0, 5.8):
-        kills += killed_after(seconds, *next_command(run, _image_argv(mnist_dir, run), resume))
+    # moments as shares of an uninterrupted run: in start-up (before the folder exists), then inside training
+    for share in (0.1, 0.8, 0.9):
+        if finished(run, 150):
+            break
+        kills += killed_after(share * seconds, *next_command(run, _image_argv(mnist_dir, run), resume))
         assert not run.exists() or not unreadable_files(run)
     if not finished(run, 150):
         result = run_electra(*next_command(run, _image_argv(mnist_dir, run), resume))
@@ -29,15 +38,14 @@ def test_image_training_killed_three_times_ends_as_one_run(mnist_dir, tmp_path):
     assert kills >= 2 and same_weights(full, run) and not unreadable_files(run)
 
 
-@pytest.mark.parametrize("seconds", [9.0])
-def test_text_pretraining_killed_mid_run_ends_as_one_run(corpus, tmp_path, seconds):
+def test_text_pretraining_killed_mid_run_ends_as_one_run(corpus, tmp_path):
     argv = ["text", "pretrain", "--data", str(corpus["data"]), "embedding_size=16", "hidden_size=16", "num_layers=1",
-            "num_heads=2", "intermediate_size=32", "max_position_embeddings=64", "--batch-size", "4", "--steps", "400",
+            "num_heads=2", "intermediate_size=32", "max_position_embeddings=64", "--batch-size", "4", "--steps", "300",
             "warmup_steps=40", "checkpoint_every=25", "log_every=10", "plateau_check_step=0", "--quiet"]
     full = tmp_path / "full"
-    assert run_electra(*argv, "--out", str(full)).returncode == 0
+    seconds = _timed(*argv, "--out", str(full))
     run = tmp_path / "run"
-    assert killed_after(seconds, *argv, "--out", str(run))
+    assert killed_after(0.7 * seconds, *argv, "--out", str(run))
     assert not unreadable_files(run)
     result = run_electra("text", "pretrain", "--resume", str(run), "--quiet")
     assert result.returncode == 0, result.stderr[-2000:]
