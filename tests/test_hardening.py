@@ -232,3 +232,16 @@ def test_idle_cpus_sees_a_busy_core():
     finally:
         busy.kill()
         busy.wait()
+
+
+def test_a_pickled_model_file_is_never_loaded(capsys, tmp_path):
+    import pickle
+
+    from transformers import ElectraConfig
+
+    folder = tmp_path / "hf"
+    ElectraConfig(vocab_size=50, embedding_size=8, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                  intermediate_size=16).save_pretrained(str(folder))
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"not": "weights"}))
+    code, _, err = run_cli(capsys, "text", "detect", str(folder), "the cat sat.")
+    assert_one_line_error(code, err, "cannot load", "as an ELECTRA discriminator")

@@ -37,7 +37,8 @@ def load_hf(cls, folder: Path, what: str, **kwargs):
     hf_logging.disable_progress_bar()
     read_hf_config(folder)
     try:
-        return cls.from_pretrained(str(folder), **kwargs)
+        # safetensors only: a pytorch_model.bin is a pickle, which is never loaded
+        return cls.from_pretrained(str(folder), use_safetensors=True, **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
         raise UserError(f"cannot load {folder} as an ELECTRA {what} ({str(exc).splitlines()[0][:160]})") from None
 

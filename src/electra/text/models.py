@@ -67,8 +67,9 @@ def load_pretrained_pair(folder: str | Path) -> dict[str, torch.nn.Module]:
             raise UserError(f"--init-from {folder}: no {name}/config.json; give a folder holding HF ELECTRA "
                             f"generator/ and discriminator/ subfolders")
     try:
-        discriminator = ElectraForPreTraining.from_pretrained(str(parts["discriminator"]))
-        generator = ElectraForMaskedLM.from_pretrained(str(parts["generator"]))
+        # safetensors only: a pytorch_model.bin is a pickle, which is never loaded
+        discriminator = ElectraForPreTraining.from_pretrained(str(parts["discriminator"]), use_safetensors=True)
+        generator = ElectraForMaskedLM.from_pretrained(str(parts["generator"]), use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise UserError(f"--init-from {folder}: cannot load the models ({str(exc).splitlines()[0][:160]})") from None
     share_embeddings(fast_training(generator), fast_training(discriminator))
