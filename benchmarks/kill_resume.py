@@ -38,13 +38,14 @@ def _training_job(first: list[str], total: int, root: Path, name: str, kills: in
     seconds = _timed(*first, "--out", str(reference))
     run = root / f"{name}-killed"
     new_run, resume = [*first, "--out", str(run)], [first[0], first[1], "--resume", str(run), "--quiet"]
-    landed = resumes = unreadable = 0
-    for _ in range(kills):
-        if finished(run, total):
-            break
+    landed = resumes = unreadable = attempts = 0
+    # kill moments within the first fifth of a run's length: each resumed attempt then keeps only a little progress,
+    # so the job sees many kills (in start-up, mid-step, mid-checkpoint) before it can finish
+    while landed < kills and attempts < 3 * kills and not finished(run, total):
         command = next_command(run, new_run, resume)
         resumes += command is resume
-        landed += killed_after(rng.uniform(0.5, seconds), *command)
+        landed += killed_after(rng.uniform(0.5, max(1.0, seconds / 5)), *command)
+        attempts += 1
         unreadable += len(unreadable_files(run)) if run.exists() else 0
     if not finished(run, total):
         result = run_electra(*next_command(run, new_run, resume))
@@ -101,17 +102,17 @@ def main() -> None:
         tokenizer = train_tokenizer([str(text)], 200, root / "tokenizer", min_frequency=1)
         if "image" in args.jobs:
             image = ["image", "train", "--dataset", "mnist", "--data-dir", str(mnist), "width=8", "--batch-size", "16",
-                     "grid_size=4", "--steps", "200", "checkpoint_every=9", "lr_decay=linear", "--quiet"]
-            rows.append(_training_job(image, 200, root, "image", args.kills, rng))
+                     "grid_size=4", "--steps", "400", "checkpoint_every=9", "lr_decay=linear", "--quiet"]
+            rows.append(_training_job(image, 400, root, "image", args.kills, rng))
         if "pretrain" in args.jobs or "prepare" in args.jobs:
             shards = root / "shards"
             _timed("text", "prepare", "--files", str(text), "--tokenizer", str(tokenizer), "--seq-len", "64",
                    "--out", str(shards))
         if "pretrain" in args.jobs:
             pretrain = ["text", "pretrain", "--data", str(shards), "embedding_size=32", "hidden_size=32",
-                        "num_layers=2", "num_heads=2", "intermediate_size=64", "--batch-size", "8", "--steps", "300",
+                        "num_layers=2", "num_heads=2", "intermediate_size=64", "--batch-size", "8", "--steps", "600",
                         "warmup_steps=30", "checkpoint_every=11", "log_every=10", "plateau_check_step=0", "--quiet"]
-            rows.append(_training_job(pretrain, 300, root, "pretrain", args.kills, rng))
+            rows.append(_training_job(pretrain, 600, root, "pretrain", args.kills, rng))
         if "prepare" in args.jobs:
             rows.append(_prepare_job(text, tokenizer, root, args.kills, rng))
     print(f"\n{'job':10s} {'kills':>6s} {'resumes':>8s} {'mismatches':>11s} {'unreadable':>11s} {'ref. s':>7s}")

@@ -64,8 +64,8 @@ def load_target(target: str | Path, n: int, seed: int = 0) -> tuple[torch.Tensor
     if target.suffix.lower() == ".npy":
         try:
             array = np.load(target, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise UserError(f"{target} is not a readable .npy file ({exc})") from None
+        except (ValueError, OSError, EOFError) as exc:
+            raise UserError(f"{target} is not a readable .npy file ({exc or 'empty'})") from None
         return images_from_array(array, str(target)), None, target.with_suffix(".eval.json")
     raise UserError(f"{target}: give a run folder, an .npy file or a folder of PNGs")
 

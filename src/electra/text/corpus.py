@@ -202,6 +202,29 @@ def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "ut
     return out
 
 
+def _checked_manifest(m) -> dict:
+    """The manifest if every field the reader uses has the type and range it needs (ValueError names the first
+    that does not)."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(what)
+
+    need(isinstance(m, dict), "not a JSON object")
+    need(m.get("format") == FORMAT, f"format {m.get('format')!r}, expected {FORMAT!r}")
+    integer = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+    need(integer(m.get("seq_len")) and m["seq_len"] >= 1, "seq_len must be a positive integer")
+    need(m.get("dtype") in ("uint16", "int32"), "dtype must be uint16 or int32")
+    need(integer(m.get("vocab_size")) and m["vocab_size"] >= 1, "vocab_size must be a positive integer")
+    special = m.get("special_ids")
+    need(isinstance(special, dict) and all(integer(special.get(k)) for k in ("pad", "unk", "cls", "sep", "mask")),
+         "special_ids must give integer ids for pad, unk, cls, sep and mask")
+    shards = m.get("shards")
+    need(isinstance(shards, list) and all(isinstance(s, dict) and isinstance(s.get("file"), str)
+                                          and "/" not in s["file"] and integer(s.get("rows")) and s["rows"] >= 0
+                                          for s in shards), "shards must list {file, rows} entries")
+    return m
+
+
 class TokenShards:
     """The memory-mapped rows of a prepared corpus, checked against its manifest."""
 
@@ -211,11 +234,9 @@ class TokenShards:
         if not path.is_file():
             raise UserError(f"{folder} is not a prepared corpus (no {MANIFEST}); run 'electra text prepare'")
         try:
-            self.manifest = json.loads(path.read_text(encoding="utf-8"))
-            if self.manifest.get("format") != FORMAT:
-                raise ValueError(f"format {self.manifest.get('format')!r}")
-        except ValueError as exc:
-            raise UserError(f"{path} is not a valid corpus manifest ({exc})") from None
+            self.manifest = _checked_manifest(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path} is not a valid corpus manifest ({exc}); prepare the corpus again") from None
         m = self.manifest
         self.folder, self.seq_len, self.special = folder, m["seq_len"], m["special_ids"]
         dtype = np.dtype(m["dtype"])
