@@ -313,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         distributed.setup()  # joins torchrun's process group when launched by it; a no-op otherwise
         args, extra = build_parser().parse_known_args(argv)
         return dispatch(args, extra)
-    except UserError as exc:
-        print(f"electra: error: {exc}", file=sys.stderr)
+    except UserError as exc:   # one line, whatever a message quotes from the user's files
+        print(f"electra: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("electra: interrupted (a checkpoint was saved if training had started)", file=sys.stderr)

@@ -71,7 +71,8 @@ class RunFolder:
             raise UserError(f"{path} does not hold a config object; the run folder is damaged")
         track = values.pop("track", None)
         if track != self.track:
-            what = f"{_article(track)} {track} run" if track else "not a run of any track"
+            shown = track if isinstance(track, str) and track.isidentifier() else repr(track)
+            what = f"{_article(shown)} {shown} run" if track else "not a run of any track"
             raise UserError(f"{self.path} is {what}, not {_article(self.track)} {self.track} run; use its own "
                             f"command")
         return values
