@@ -8,6 +8,7 @@ checked), train, and remove a new run folder whose run failed before its first c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -36,7 +37,7 @@ class Recipe(Protocol):
 
 @dataclass
 class Finished:
-    run_dir: Any
+    run_dir: Path
     trainer: Trainer
 
     @property

@@ -153,6 +153,31 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
+def _live_holder(lock: Path) -> dict | None:
+    """The holder a lock file names, if that process still runs; None for a lock left by a process that is gone
+    (or one unreadable and older than a few seconds: a crash mid-write).  A lock being written this instant is
+    read again after a moment."""
+    for _ in range(2):
+        try:
+            holder = json.loads(lock.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            try:
+                young = time.time() - lock.stat().st_mtime < 5
+            except FileNotFoundError:
+                return None
+            if not young:
+                return None
+            time.sleep(0.2)
+            continue
+        pid = holder.get("pid") if isinstance(holder, dict) else None
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            return None
+        return holder if _holder_alive(holder) else None
+    return {"pid": "?", "host": "this machine"}   # still being written: treat as live
+
+
 def _holder_alive(holder: dict) -> bool:
     if holder.get("host") != socket.gethostname():
         return True   # another machine's process: it cannot be checked from here, so it is not taken over
@@ -174,14 +199,8 @@ def take_lock(path: Path) -> None:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            try:
-                holder = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                if time.time() - path.stat().st_mtime < 5:   # being written this instant by its holder
-                    time.sleep(0.2)
-                    continue
-                holder = {"host": socket.gethostname(), "pid": -1}   # unreadable and old: left by a crash
-            if isinstance(holder, dict) and holder.get("pid", -1) > 0 and _holder_alive(holder):
+            holder = _live_holder(path)
+            if holder is not None:
                 raise UserError(f"run folder {path.parent} is in use by process {holder['pid']} on "
                                 f"{holder.get('host')}; wait for it to end or stop it") from None
             path.unlink(missing_ok=True)   # stale: its process is gone
@@ -210,12 +229,7 @@ def _clear_leftovers(folder: Path) -> None:
     lock = folder / LOCK
     if not entries or any(e != lock and not (e.name.startswith(".") and ".tmp" in e.name) for e in entries):
         return
-    if lock.exists():
-        try:
-            holder = json.loads(lock.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            holder = {}
-        if isinstance(holder, dict) and holder.get("pid", -1) > 0 and _holder_alive(holder):
-            return   # a live run is starting there: fresh_folder refuses it
+    if lock.exists() and _live_holder(lock) is not None:
+        return   # a live run is starting there: fresh_folder refuses it
     sweep_temporaries(folder)
     lock.unlink(missing_ok=True)
