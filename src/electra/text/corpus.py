@@ -10,11 +10,9 @@ appears only when complete.
 
 from __future__ import annotations
 
-import codecs
 import json
 import random
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -23,6 +21,7 @@ from tqdm import tqdm
 from electra.core.batches import StepBatches
 from electra.core.files import atomic_folder, fresh_folder
 from electra.errors import UserError
+from electra.text.text_files import TextFiles, existing_files
 from electra.text.tokenizer import load_tokenizer, save_tokenizer, special_ids, tokenizer_hash
 
 MANIFEST = "manifest.json"
@@ -30,48 +29,12 @@ FORMAT = "electra-shards-1"
 
 
 def check_text_files(files, encoding: str = "utf-8", errors: str = "strict") -> list[Path]:
-    """Every file exists, is not empty, is text (no NUL bytes) and decodes; errors name the file and byte offset."""
-    if not files:
-        raise UserError("no input files given (--files F …)")
-    paths = [Path(f) for f in files]
-    has_text = False
-    for path in paths:
-        if not path.is_file():
-            raise UserError(f"text file {path} does not exist")
-        decoder = codecs.getincrementaldecoder(encoding)(errors)
-        offset = 0
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                nul = chunk.find(b"\x00")
-                if nul >= 0:
-                    raise UserError(f"{path} looks binary (NUL byte at offset {offset + nul}); give plain text files")
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError as exc:
-                    raise UserError(f"{path} is not valid {encoding} at byte offset {offset + exc.start}; pass "
-                                    f"--encoding ENC or --errors replace") from None
-                offset += len(chunk)
-                has_text = has_text or bool(chunk.strip())
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            raise UserError(f"{path} ends inside a {encoding} character (byte offset {offset}); pass --errors "
-                            f"replace") from None
-    if not has_text:
-        raise UserError(f"the corpus ({', '.join(str(p) for p in paths)}) is empty")
-    return paths
+    """Every file exists, is not empty, is text (no NUL bytes) and decodes (after decompression, for gzip, bzip2 and
+    xz files); errors name the file and byte offset."""
+    return TextFiles(existing_files(files), encoding, errors).check()
 
 
 DOCUMENT_BOUNDARIES = ("blank-line", "file")
-
-
-def stream_lines(paths: list[Path], encoding: str, errors: str) -> Iterator[str | None]:
-    """Stripped lines ("" for a blank one), and None at the end of each file."""
-    for path in paths:
-        with open(path, encoding=encoding, errors=errors) as f:
-            for line in f:
-                yield line.strip()
-        yield None
 
 
 class ExampleBuilder:
@@ -157,8 +120,8 @@ def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "ut
         writer = ShardWriter(tmp, seq_len, dtype, ids["pad"], shard_rows)
         builder = ExampleBuilder(seq_len, random.Random(seed))
         n_documents, in_document = 0, False
-        total_bytes = sum(p.stat().st_size for p in paths)
-        bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="preparing", disable=not progress)
+        source = TextFiles(paths, encoding, errors)
+        bar = tqdm(total=source.total_bytes, unit="B", unit_scale=True, desc="preparing", disable=not progress)
 
         def emit(example):
             if example is not None:
@@ -179,10 +142,10 @@ def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "ut
                     n_documents += in_document
                     in_document = False
                     emit(builder.add(None))
-                bar.update(len(line.encode(encoding, errors="replace")) + 1 if line is not None else 0)
             batch.clear()
+            bar.update(source.raw_bytes_read - bar.n)
 
-        for line in stream_lines(paths, encoding, errors):
+        for line in source.lines():
             batch.append(line)
             if len(batch) >= batch_lines:
                 drain()

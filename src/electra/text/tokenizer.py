@@ -60,35 +60,27 @@ def save_tokenizer(tokenizer, out: Path, lowercase: bool = True) -> Path:
 
 
 def train_tokenizer(files: list[str], vocab_size: int, out: str | Path, lowercase: bool = True,
-                    min_frequency: int = 2) -> Path:
-    """Train a WordPiece vocabulary on text files (special tokens first, so [PAD] = 0)."""
-    from tokenizers import Tokenizer, models, trainers
+                    min_frequency: int = 2, encoding: str = "utf-8", errors: str = "strict") -> Path:
+    """Train a WordPiece vocabulary on text files, plain or compressed (special tokens first, so [PAD] = 0; then
+    the rest sorted, since WordPiece matching depends on which tokens exist, not on their ids).  The same files
+    and settings give the same bytes: see :mod:`electra.text.wordpiece`."""
+    from tokenizers import Tokenizer, models
 
     from electra.text.corpus import check_text_files
+    from electra.text.text_files import TextFiles
+    from electra.text.wordpiece import count_words, learn_vocabulary
 
-    check_text_files(files)
+    paths = check_text_files(files, encoding, errors)
     if vocab_size < len(SPECIAL_TOKENS) + 10:
         raise UserError(f"--vocab-size {vocab_size} is too small; use at least {len(SPECIAL_TOKENS) + 10}")
-    tokenizer = _bert_normalization(Tokenizer(models.WordPiece(unk_token="[UNK]")), lowercase)
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                        special_tokens=SPECIAL_TOKENS, continuing_subword_prefix="##",
-                                        show_progress=False)
-    tokenizer.train([str(f) for f in files], trainer)
-    tokenizer.model = _in_stable_order(tokenizer)
+    words = _bert_normalization(Tokenizer(models.WordPiece(unk_token="[UNK]")), lowercase)
+    counts = count_words(TextFiles(paths, encoding, errors).lines(), words.normalizer, words.pre_tokenizer)
+    learned = learn_vocabulary(counts, vocab_size, SPECIAL_TOKENS, min_frequency)
+    ordered = SPECIAL_TOKENS + sorted(t for t in learned if t not in SPECIAL_TOKENS)
+    tokenizer = Tokenizer(models.WordPiece({t: i for i, t in enumerate(ordered)}, unk_token="[UNK]",
+                                           continuing_subword_prefix="##"))
     _bert_pipeline(tokenizer, lowercase)
     return save_tokenizer(tokenizer, out, lowercase)
-
-
-def _in_stable_order(tokenizer):
-    """The trained vocabulary with the special tokens first and the rest sorted: the trainer's parallel merge
-    counting orders tokens of equal frequency differently from run to run, which would change every id (and so the
-    shards and the model) between two runs on the same text.  WordPiece matching depends on which tokens exist,
-    not on their ids."""
-    from tokenizers import models
-
-    vocab = tokenizer.get_vocab()
-    ordered = SPECIAL_TOKENS + sorted(t for t in vocab if t not in SPECIAL_TOKENS)
-    return models.WordPiece({t: i for i, t in enumerate(ordered)}, unk_token="[UNK]", continuing_subword_prefix="##")
 
 
 def load_tokenizer(path: str | Path):
