@@ -41,19 +41,19 @@ def electra_env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def run_electra(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_electra(*argv: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "electra", *argv], capture_output=True, text=True,
-                          env=electra_env(), timeout=timeout)
+                          env={**electra_env(), **(env or {})}, timeout=timeout)
 
 
-def killed_after(seconds: float, *argv: str) -> bool:
+def killed_after(seconds: float, *argv: str, env: dict | None = None) -> bool:
     """Start ``electra ARGV`` and SIGKILL it after ``seconds`` (a pre-empted machine, the OOM killer); True if it
     was still running then, False if it had already finished (with exit code 0, or the assertion fails)."""
     import signal
     import time
 
     proc = subprocess.Popen([sys.executable, "-m", "electra", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=electra_env(), start_new_session=True)
+                            stderr=subprocess.PIPE, env={**electra_env(), **(env or {})}, start_new_session=True)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)

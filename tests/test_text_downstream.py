@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import pytest
+import torch
 
 from electra.text.finetune import finetune, layer_depth, layerwise_param_groups, predict
 from electra.text.tasks import accuracy, f1_binary, get_task, matthews, pearson, read_split, spearman
@@ -228,3 +229,27 @@ def test_an_interrupted_finetuning_resumes_keeping_finished_seeds(sentiment_mode
     assert (job / "seed-0" / "model" / "model.safetensors").stat().st_mtime_ns == kept   # not trained again
     code, _, err = run_cli(capsys, "text", "finetune", "--resume", str(job), "--lr", "0.1")
     assert_one_line_error(code, err, "cannot change lr when resuming")
+
+
+def test_a_seed_stopped_mid_way_resumes_in_a_new_process_to_the_same_model(sentiment_model, tmp_path):
+    from safetensors.torch import load_file
+
+    from resume_helpers import run_electra
+
+    run, glue = sentiment_model
+    settings = {"epochs": 2, "lr": 3e-3, "batch_size": 16, "seeds": 2, "checkpoint_every": 2}
+    straight = finetune(run, "sst-2", glue, out=tmp_path / "straight", progress=False, overrides=settings)
+    job = tmp_path / "job"
+    stopped = finetune(run, "sst-2", glue, out=job, progress=False, overrides=settings, stop_at=3)
+    assert stopped["stopped_at"] == {"seed": 0, "step": 3}
+    assert not (job / "seed-0" / "scores.json").exists() and (job / "seed-0/checkpoints/last/state.json").is_file()
+    done = run_electra("text", "finetune", "--resume", str(job))   # a new process
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming at step 3" in done.stderr      # continued, not trained again from the start
+    resumed = json.loads((job / "results.json").read_text())
+    assert [s["scores"] for s in resumed["seeds"]] == [s["scores"] for s in straight["seeds"]]
+    for seed in (0, 1):
+        a = load_file(str(tmp_path / "straight" / f"seed-{seed}/model/model.safetensors"))
+        b = load_file(str(job / f"seed-{seed}/model/model.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert not (job / f"seed-{seed}" / "checkpoints").exists()   # a finished seed keeps only its model

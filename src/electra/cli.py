@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="peak lr (default: the recipe by model width: Small 3e-4, Base 1e-4, Large 5e-5)")
     ft.add_argument("--seed", type=int, default=None)
     ft.add_argument("--out", default=None)
+    ft.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                    help="end the seed being trained at STEP with a checkpoint; continue with --resume")
     ft.add_argument("--quiet", action="store_true")
 
     pd = tcmds.add_parser("predict", help="GLUE-submission predictions for a task's test split")
@@ -146,6 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--top-k", type=int, default=5)
     fl.add_argument("--iterative", action="store_true", help="fill one mask at a time, most confident first")
     fl.add_argument("--json", action="store_true")
+
+    ev = tcmds.add_parser("eval", help="held-out masked-LM and discriminator figures of a run or HF model")
+    ev.add_argument("model", help="text run folder, a folder with HF generator/ + discriminator/, or an HF generator")
+    ev.add_argument("--files", nargs="+", required=True, help="held-out text (plain, .gz, .bz2 or .xz)")
+    ev.add_argument("--max-examples", type=int, default=2000, help="first N packed examples (0: all)")
+    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--seq-len", type=int, default=None, help="packed example length (default: the run's, or 128)")
+    ev.add_argument("--out", default=None, help="JSON report (default: MODEL/eval-FILE.json)")
+
+    bl = tcmds.add_parser("blimp", help="BLiMP minimal-pair accuracy (generator PLL and discriminator)")
+    bl.add_argument("model", help="text run folder, HF folder(s) of an ELECTRA generator/discriminator")
+    bl.add_argument("--data-dir", required=True, help="folder of BLiMP .jsonl files (one per phenomenon)")
+    bl.add_argument("--per-phenomenon", type=int, default=None, metavar="N",
+                    help="a fixed seeded subset of N pairs per phenomenon (quick runs)")
+    bl.add_argument("--batch-size", type=int, default=128)
+    bl.add_argument("--out", default=None, help="JSON report (default: MODEL/blimp.json)")
 
     dt = tcmds.add_parser("detect", help="per-token probability that a token was replaced (the discriminator)")
     dt.add_argument("model", help="run folder or HF ELECTRA discriminator directory")
@@ -166,7 +184,11 @@ def _text_use(args, extra: list[str]) -> int:
         if args.resume and (args.model or args.task or args.data_dir or args.out):
             raise UserError("--resume takes the fine-tuning folder's own model, task and data; drop them")
         result = finetune(args.model, args.task, args.data_dir, out=args.out, overrides=overrides,
-                          progress=not args.quiet, resume=args.resume)
+                          progress=not args.quiet, resume=args.resume, stop_at=args.stop_at)
+        if "stopped_at" in result:
+            print(f"stopped seed {result['stopped_at']['seed']} at step {result['stopped_at']['step']}; continue "
+                  f"with: electra text finetune --resume {result['out']}")
+            return 0
         for r in result["seeds"]:
             print(f"seed {r['seed']}: " + "; ".join(f"{split} " + ", ".join(f"{m} {v:.4f}" for m, v in sc.items())
                                                   for split, sc in r["scores"].items()))
@@ -206,6 +228,25 @@ def _text_use(args, extra: list[str]) -> int:
 def _text(args, extra: list[str]) -> int:
     if args.command in ("finetune", "predict", "fill", "detect"):
         return _text_use(args, extra)
+    if args.command == "eval":
+        from electra.text.heldout import evaluate_text, format_figures
+
+        if args.max_examples < 0 or args.batch_size < 1:
+            raise UserError("--max-examples must be ≥ 0 and --batch-size ≥ 1")
+        report = evaluate_text(args.model, args.files, args.max_examples or None, args.batch_size, args.out,
+                               args.seq_len)
+        print(format_figures(report))
+        print(f"wrote {report['written_to']}")
+        return 0
+    if args.command == "blimp":
+        from electra.text.blimp import format_blimp, score_blimp
+
+        if (args.per_phenomenon is not None and args.per_phenomenon < 1) or args.batch_size < 1:
+            raise UserError("--per-phenomenon and --batch-size must be at least 1")
+        report = score_blimp(args.model, args.data_dir, args.per_phenomenon, args.batch_size, args.out)
+        print(format_blimp(report))
+        print(f"wrote {report['written_to']}")
+        return 0
     if args.command == "tokenizer":
         from electra.text.tokenizer import train_tokenizer
 

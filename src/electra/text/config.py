@@ -8,6 +8,7 @@ from electra.config import check, from_preset, from_saved
 from electra.core.trainer import NONFINITE_POLICIES, PRECISIONS
 
 DEFAULT_PRESET = "tiny"
+EMBEDDING_SHARING = ("shared", "gdes")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class TextConfig:
     dropout: float = 0.1
     # generator: same depth, a fraction of the discriminator's width (heads and FFN scale with it)
     generator_width: float = 0.25
+    # shared: one embeddings table learnt by both losses (the paper); gdes: DeBERTa-v3's gradient-disentangled
+    # sharing — the discriminator reads the generator's table with its gradient stopped, plus its own delta
+    embedding_sharing: str = "shared"
     # masking and the joint loss
     mask_prob: float = 0.15               # positions masked per sequence (at most ⌊(mask_prob + 0.005)·L⌋)
     mask_token_prob: float = 0.85         # of the masked: replaced by [MASK]; the rest keep their token
@@ -55,6 +59,8 @@ class TextConfig:
     log_every: int = 50
     checkpoint_every: int = 1000
     plateau_check_step: int = 1000        # warn if the discriminator's AUC is still ≈ 0.5 at this step (0 = never)
+    eval_files: str = ""                  # held-out text (comma-separated paths): eval_* figures at every checkpoint
+    eval_examples: int = 500              # packed held-out examples those figures use
 
     def validate(self) -> None:
         checks = [
@@ -76,6 +82,9 @@ class TextConfig:
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.on_nonfinite in NONFINITE_POLICIES, f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}"),
             (self.threads >= 0, "threads must be 0 (the free cores) or more"),
+            (self.eval_examples >= 1, "eval_examples must be at least 1"),
+            (self.embedding_sharing in EMBEDDING_SHARING,
+             f"embedding_sharing must be one of {', '.join(EMBEDDING_SHARING)}"),
         ]
         check(checks)
 

@@ -21,13 +21,13 @@ import torch.nn.functional as F
 
 from electra.config import apply_overrides, check, from_saved
 from electra.core.batches import StepBatches
-from electra.core.checkpoint import require_finite
+from electra.core.checkpoint import find_checkpoint, has_checkpoint, read_checkpoint_state, require_finite
 from electra.core.files import atomic_folder, write_text, write_json
 from electra.core.log import log
 from electra.core.recipe import run_recipe
 from electra.core.run import RunFolder
 from electra.core.schedules import EveryStep, warmup_linear_decay
-from electra.core.trainer import NO_CHECKPOINTS, Plan
+from electra.core.trainer import CheckpointPolicy, Plan
 from electra.errors import UserError
 from electra.text.hf_io import load_hf, model_tokenizer, resolve_model_dir
 from electra.text.fast_training import fast_training
@@ -49,6 +49,7 @@ class FinetuneConfig:
     seed: int = 0
     log_every: int = 50
     max_train_examples: int | None = None
+    checkpoint_every: int = 0            # 0: a checkpoint at each epoch's end; N: every N steps
     threads: int = 0                     # compute threads; 0: the cores free to this process
 
     def validate(self) -> None:
@@ -58,6 +59,7 @@ class FinetuneConfig:
                   (self.batch_size >= 1 and self.seeds >= 1, "batch_size and seeds must be positive"),
                   (self.epochs is None or self.epochs >= 1, "epochs must be at least 1"),
                   (self.max_seq_len >= 8, "max_seq_len must be at least 8"),
+                  (self.checkpoint_every >= 0, "checkpoint_every must be 0 (each epoch) or more"),
                   (self.threads >= 0, "threads must be 0 (the free cores) or more")]
         check(checks)
 
@@ -188,13 +190,16 @@ class FinetuneRecipe:
         warmup = int(cfg.warmup_frac * total)
         opt = torch.optim.AdamW(layerwise_param_groups(net, cfg.lr, cfg.layer_decay, cfg.weight_decay),
                                 lr=cfg.lr, eps=cfg.eps, foreach=True)
-        # fine-tuning runs are short: the final model is what is kept, no checkpoints
+        # checkpoints let a killed seed resume; the finished seed keeps only its model (see _finetune_seeds)
+        checkpoints = CheckpointPolicy(every=cfg.checkpoint_every or None, each_epoch=not cfg.checkpoint_every,
+                                       final=True)
         return Plan(modules={"model": net}, optimizers={"model": opt},
                     objective=ClassificationObjective(net, self.task.is_regression), schedule=EveryStep(("joint",)),
                     batches=batches, steps_per_epoch=batches.steps_per_epoch, total_steps=total,
                     items_per_step=batches.global_batch, item_name="examples",
                     lr_schedule=lambda step, fraction: warmup_linear_decay(step, warmup, total),
-                    log_every=cfg.log_every, checkpoints=NO_CHECKPOINTS, grad_clip=cfg.grad_clip)
+                    log_every=cfg.log_every, checkpoints=checkpoints, grad_clip=cfg.grad_clip,
+                    extra_state=lambda: {"total_steps": total})
 
     def describe(self, cfg: FinetuneConfig, plan: Plan) -> str:
         return (f"{self.task.name} seed {cfg.seed}, {plan.total_steps} steps ({self.epochs} epochs of "
@@ -214,19 +219,20 @@ def save_classifier(net, tokenizer_dir: Path, out: Path) -> None:
                 shutil.copy(tokenizer_dir / name, tmp / name)
 
 
-RESUMABLE_KEYS = {"seeds", "log_every", "threads"}
+RESUMABLE_KEYS = {"seeds", "log_every", "threads", "checkpoint_every"}
 FACTS = ("task", "model", "data_dir", "epochs_used")
 
 
 def finetune(model: str | Path | None = None, task_name: str | None = None, data_dir: str | Path | None = None,
              cfg: FinetuneConfig | None = None, out: str | Path | None = None, overrides: dict | None = None,
              progress: bool = True, device: torch.device | str | None = None,
-             resume: str | Path | None = None) -> dict:
+             resume: str | Path | None = None, stop_at: int | None = None) -> dict:
     """Fine-tune a discriminator on one task for ``cfg.seeds`` seeds; return (and write) the results.
 
     ``out`` holds ``config.json``, ``results.json`` and one run folder per seed (``seed-N/model``: the classifier
     in HF format, ``seed-N/scores.json``).  ``resume``: continue such a folder — finished seeds are kept, an
-    unfinished one is trained again, ``seeds=`` may add more."""
+    unfinished one continues from its last checkpoint, ``seeds=`` may add more.  ``stop_at``: the first seed this
+    call trains ends at that step with a checkpoint (the result then says ``stopped_at``)."""
     from transformers import ElectraForSequenceClassification
 
     if resume:
@@ -258,13 +264,13 @@ def finetune(model: str | Path | None = None, task_name: str | None = None, data
     recipe = FinetuneRecipe(task, model_dir, train_inputs, train_labels, epochs, Path(data_dir))
     job.mkdir()
     try:
-        return _finetune_seeds(job, recipe, cfg, devs, dev_inputs, model_dir, progress, device)
+        return _finetune_seeds(job, recipe, cfg, devs, dev_inputs, model_dir, progress, device, stop_at)
     finally:
         job.release()
 
 
 def _finetune_seeds(job: RunFolder, recipe: FinetuneRecipe, cfg: FinetuneConfig, devs: dict, dev_inputs: dict,
-                    model_dir: Path, progress: bool, device) -> dict:
+                    model_dir: Path, progress: bool, device, stop_at: int | None = None) -> dict:
     task, epochs = recipe.task, recipe.epochs
     job.write_config(cfg, **recipe.facts)
     results = {"task": task.name, "model": str(model_dir), "epochs": epochs, "lr": cfg.lr,
@@ -277,16 +283,23 @@ def _finetune_seeds(job: RunFolder, recipe: FinetuneRecipe, cfg: FinetuneConfig,
             scores = json.loads(done.read_text(encoding="utf-8"))
             log(f"{task.name} seed {seed}: kept from {seed_dir}")
         else:
-            shutil.rmtree(seed_dir, ignore_errors=True)   # an unfinished seed trains again (the job's lock is held)
             seed_cfg = apply_overrides(cfg, {"seed": seed, "seeds": 1})
-            seed_run = RunFolder.start("finetune", out=seed_dir)
-            net = run_recipe(recipe, seed_run, seed_cfg, progress=progress, device=device).modules["model"]
+            finished = run_recipe(recipe, _seed_run(seed_dir), seed_cfg, progress=progress, device=device,
+                                  stop_at=stop_at)
+            if finished.trainer.stopped_early:
+                log(f"{task.name} seed {seed}: stopped at step {finished.trainer.step}; continue with --resume "
+                    f"{job.path}")
+                return {"stopped_at": {"seed": seed, "step": finished.trainer.step}, "out": str(job.path),
+                        **results}
+            stop_at = None
+            net = finished.modules["model"]
             scores = {}
             for f, d in devs.items():
                 preds = to_predictions(task, predict_logits(net, dev_inputs[f]))
                 scores[f.replace(".tsv", "")] = score(task, preds, d.labels)
             save_classifier(net, model_dir, seed_dir / "model")
-            write_json(done, scores)   # last: its presence marks the seed as finished
+            write_json(done, scores)   # its presence marks the seed as finished
+            shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)   # the model is kept in HF format
         results["seeds"].append({"seed": seed, "scores": scores})
         log(f"{task.name} seed {seed}: " + ", ".join(f"{s} {m} {v:.4f}" for s, sc in scores.items()
                                                       for m, v in sc.items()))
@@ -299,6 +312,18 @@ def _finetune_seeds(job: RunFolder, recipe: FinetuneRecipe, cfg: FinetuneConfig,
     write_json(job.path / "results.json", results)
     results["out"] = str(job.path)
     return results
+
+
+def _seed_run(seed_dir: Path) -> RunFolder:
+    """The run folder of an unfinished seed: resumed from its last checkpoint, or trained from the start when it
+    has none (or was killed after its last step's checkpoint, before its scores were written: no steps remain to
+    train, so it trains again — deterministically, to the same model)."""
+    if seed_dir.is_dir() and has_checkpoint(seed_dir) and (seed_dir / "config.json").is_file():
+        state = read_checkpoint_state(find_checkpoint(seed_dir))
+        if state["step"] < state.get("total_steps", 0):
+            return RunFolder.open("finetune", seed_dir)
+    shutil.rmtree(seed_dir, ignore_errors=True)   # the job's lock is held: nobody else writes here
+    return RunFolder.start("finetune", out=seed_dir)
 
 
 def predict(model: str | Path, task_name: str, data_dir: str | Path, out: str | Path | None = None) -> list[Path]:

@@ -40,6 +40,55 @@ def share_embeddings(generator, discriminator) -> None:
     generator.generator_lm_head.weight = discriminator.electra.embeddings.word_embeddings.weight
 
 
+class StoppedPlusDelta(torch.nn.Module):
+    """An embedding table read as stop_gradient(the generator's table) + a zero-initialised delta of the
+    discriminator's own (DeBERTa-v3's gradient-disentangled embedding sharing, He et al. 2021): the generator's
+    MLM loss alone shapes the shared table, the discriminator's loss only the delta."""
+
+    def __init__(self, shared: torch.nn.Embedding) -> None:
+        super().__init__()
+        self._shared = (shared,)   # a tuple, not a submodule: those parameters are the generator's
+        self.padding_idx = shared.padding_idx
+        self.delta = torch.nn.Parameter(torch.zeros_like(shared.weight))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._shared[0].weight.detach() + self.delta
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.embedding(ids, self.weight, self.padding_idx)
+
+
+GDES_TABLES = ("word_embeddings", "position_embeddings", "token_type_embeddings")
+
+
+def disentangle_embeddings(generator, discriminator) -> None:
+    """GDES: the discriminator keeps its own embeddings module (its LayerNorm is its own), whose tables read the
+    generator's through ``StoppedPlusDelta``; the generator's output layer stays tied to its own table."""
+    for name in GDES_TABLES:
+        setattr(discriminator.electra.embeddings, name,
+                StoppedPlusDelta(getattr(generator.electra.embeddings, name)))
+    generator.generator_lm_head.weight = generator.electra.embeddings.word_embeddings.weight
+
+
+def plain_discriminator(discriminator):
+    """The discriminator as a stock HF model: GDES tables become ordinary ones holding the summed weights (what
+    is exported), so plain transformers loads it as an ordinary ELECTRA."""
+    import copy
+
+    embeddings = discriminator.electra.embeddings
+    if not isinstance(embeddings.word_embeddings, StoppedPlusDelta):
+        return discriminator
+    plain = copy.deepcopy(discriminator)
+    for name in GDES_TABLES:
+        table = getattr(embeddings, name)
+        weight = table.weight.detach().clone()
+        setattr(plain.electra.embeddings, name, torch.nn.Embedding(weight.shape[0], weight.shape[1],
+                                                                   padding_idx=table.padding_idx,
+                                                                   _weight=weight, device=weight.device))
+    return plain
+
+
 def build_rtd_models(cfg: TextConfig, vocab_size: int, pad_id: int = 0,
                      fast: bool = True) -> dict[str, torch.nn.Module]:
     """Fresh models for ``cfg.objective``; ``fast=False`` leaves them as stock HF modules (the benchmark's
@@ -52,11 +101,16 @@ def build_rtd_models(cfg: TextConfig, vocab_size: int, pad_id: int = 0,
         return {"mlm": speed(ElectraForMaskedLM(hf_config(cfg, vocab_size, generator=False, pad_id=pad_id)))}
     discriminator = speed(ElectraForPreTraining(hf_config(cfg, vocab_size, generator=False, pad_id=pad_id)))
     generator = speed(ElectraForMaskedLM(hf_config(cfg, vocab_size, generator=True, pad_id=pad_id)))
-    share_embeddings(generator, discriminator)
+    if cfg.embedding_sharing == "gdes":
+        # the generator starts from the tables the discriminator was built with, as under "shared"
+        generator.electra.embeddings.load_state_dict(discriminator.electra.embeddings.state_dict())
+        disentangle_embeddings(generator, discriminator)
+    else:
+        share_embeddings(generator, discriminator)
     return {"generator": generator, "discriminator": discriminator}
 
 
-def load_pretrained_pair(folder: str | Path) -> dict[str, torch.nn.Module]:
+def load_pretrained_pair(folder: str | Path, sharing: str = "shared") -> dict[str, torch.nn.Module]:
     """``--init-from``: an HF ELECTRA generator + discriminator (a run folder or any folder with both subfolders)."""
     from transformers import ElectraForMaskedLM, ElectraForPreTraining
 
@@ -72,7 +126,12 @@ def load_pretrained_pair(folder: str | Path) -> dict[str, torch.nn.Module]:
         generator = ElectraForMaskedLM.from_pretrained(str(parts["generator"]), use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise UserError(f"--init-from {folder}: cannot load the models ({str(exc).splitlines()[0][:160]})") from None
-    share_embeddings(fast_training(generator), fast_training(discriminator))
+    fast_training(generator), fast_training(discriminator)
+    if sharing == "gdes":   # the exported discriminator's table becomes the delta's starting point: none
+        generator.electra.embeddings.load_state_dict(discriminator.electra.embeddings.state_dict())
+        disentangle_embeddings(generator, discriminator)
+    else:
+        share_embeddings(generator, discriminator)
     return {"generator": generator, "discriminator": discriminator}
 
 
@@ -84,6 +143,8 @@ def export_hf(modules: dict[str, torch.nn.Module], out: Path, tokenizer_dir: Pat
 
     hf_logging.disable_progress_bar()  # its per-save "Writing model shards" bars would break our progress bar
     for name, module in modules.items():
+        if name == "discriminator":
+            module = plain_discriminator(module)
         with atomic_folder(Path(out) / name) as tmp:
             module.save_pretrained(str(tmp), safe_serialization=True)
             for f in Path(tokenizer_dir).iterdir():

@@ -11,7 +11,7 @@ import torch
 from electra.core import distributed
 from electra.core.log import log, warn
 from electra.core.memory import require_fits
-from electra.core.metrics import plot_curves, read_metrics
+from electra.core.metrics import MetricsLog, plot_curves, read_metrics
 from electra.core.recipe import global_batch_text, run_recipe
 from electra.core.run import RunFolder
 from electra.core.schedules import EveryStep, warmup_linear_decay
@@ -23,7 +23,8 @@ from electra.text.models import build_rtd_models, export_hf, load_pretrained_pai
 from electra.text.objectives import MaskedLMObjective, RTDObjective
 from electra.text.tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer
 
-RESUMABLE_KEYS = {"steps", "minutes", "log_every", "checkpoint_every", "plateau_check_step", "on_nonfinite", "threads"}
+RESUMABLE_KEYS = {"steps", "minutes", "log_every", "checkpoint_every", "plateau_check_step", "on_nonfinite", "threads",
+                  "eval_files", "eval_examples"}
 CURVES = ["loss", "mlm_loss", "disc_loss", "disc_auc", "disc_recall", "gen_acc"]
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm")
 
@@ -52,8 +53,20 @@ class TextHooks(Hooks):
     """Each checkpoint also exports the models in HF format; a warning if the discriminator sits on its plateau;
     the loss and accuracy curves at the end."""
 
-    def __init__(self, tokenizer_dir: Path, cfg: TextConfig) -> None:
-        self.tokenizer_dir, self.cfg, self.warned = tokenizer_dir, cfg, False
+    def __init__(self, tokenizer_dir: Path, cfg: TextConfig, heldout=None) -> None:
+        self.tokenizer_dir, self.cfg, self.warned, self.heldout = tokenizer_dir, cfg, False, heldout
+
+    def before_checkpoint(self, trainer) -> None:
+        """With ``eval_files``: the held-out figures as an ``eval_*`` row of the checkpoint's step, written before
+        the checkpoint, so a run resumed from an earlier checkpoint drops it with the other later rows."""
+        if self.heldout is None:
+            return
+        from electra.text.heldout import heldout_figures
+
+        figures = heldout_figures(trainer.modules, self.heldout, self.cfg)
+        row = {"step": trainer.step, **{f"eval_{k}": v for k, v in figures.items()
+                                        if k not in ("examples", "masked_tokens")}}
+        MetricsLog(trainer.run_dir / "metrics.jsonl").write(row)
 
     def on_checkpoint(self, trainer) -> None:
         export_hf(trainer.modules, trainer.run_dir, self.tokenizer_dir)
@@ -72,6 +85,9 @@ class TextHooks(Hooks):
         plot_curves(rows, ["mlm_loss", "disc_loss"], trainer.run_dir / "loss_curve.png", "pre-training losses")
         plot_curves(rows, ["disc_auc", "disc_recall", "disc_precision", "gen_acc", "sampled_is_original"],
                     trainer.run_dir / "accuracy_curve.png", "discriminator and generator")
+        if self.heldout is not None:
+            plot_curves(rows, ["eval_mlm_loss", "eval_disc_loss", "eval_disc_auc"], trainer.run_dir / "eval_curve.png",
+                        "held-out figures")
 
 
 class PretrainRecipe:
@@ -97,7 +113,7 @@ class PretrainRecipe:
             require_fits(build, device, f"the {cfg.objective} model (hidden {cfg.hidden_size} × "
                                              f"{cfg.num_layers} layers, vocabulary {vocab})")
             return build()
-        modules = load_pretrained_pair(self.init_from)
+        modules = load_pretrained_pair(self.init_from, cfg.embedding_sharing)
         config = modules["discriminator"].config
         if config.vocab_size != vocab:
             raise UserError(f"--init-from {self.init_from} has a {config.vocab_size}-token vocabulary but the shards "
@@ -130,11 +146,19 @@ class PretrainRecipe:
             batches=batches, steps_per_epoch=batches.steps_per_epoch, total_steps=cfg.steps,
             items_per_step=batches.global_batch * cfg.seq_len, item_name="tokens",
             lr_schedule=lambda step, fraction: warmup_linear_decay(step, cfg.warmup_steps, cfg.steps),
-            hooks=TextHooks(self.tokenizer_dir, cfg), log_every=cfg.log_every,
+            hooks=TextHooks(self.tokenizer_dir, cfg, self._heldout(cfg)), log_every=cfg.log_every,
             checkpoints=CheckpointPolicy(every=cfg.checkpoint_every), max_seconds=cfg.minutes * 60 if cfg.minutes
             else None, grad_clip=cfg.grad_clip, grad_accum=cfg.grad_accum, micro_batch=cfg.batch_size,
             precision=cfg.precision, on_nonfinite=cfg.on_nonfinite, extra_state=lambda: {"track": "text"},
         )
+
+    def _heldout(self, cfg: TextConfig):
+        if not cfg.eval_files or not distributed.current().is_main:
+            return None
+        from electra.text.heldout import heldout_rows
+
+        files = [f.strip() for f in cfg.eval_files.split(",") if f.strip()]
+        return heldout_rows(files, self.tokenizer_dir, cfg.seq_len, cfg.eval_examples)
 
     def describe(self, cfg: TextConfig, plan: Plan) -> str:
         params = sum(p.numel() for _, p in unique_parameters(plan.modules))
