@@ -84,17 +84,20 @@ def test_finetuning_and_sampling_on_a_second_device(tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("\n".join(line.split("\t")[0] for line in
                               (glue / "SST-2" / "train.tsv").read_text().splitlines()[1:]))
-    run = pretrain(tiny_config(steps=1), files=[str(text)], out=str(tmp_path / "run"), vocab_size=100,
+    run = pretrain(tiny_config(steps=1, dropout=0.0), files=[str(text)], out=str(tmp_path / "run"), vocab_size=100,
                    progress=False)
     settings = {"epochs": 1, "seeds": 1, "batch_size": 16}
-    cpu = finetune(run, "sst-2", glue, out=tmp_path / "ft-cpu", progress=False, overrides=settings)
+    finetune(run, "sst-2", glue, out=tmp_path / "ft-cpu", progress=False, overrides=settings)
     with VirtualDevice() as mode:
-        dev = finetune(run, "sst-2", glue, out=tmp_path / "ft-dev", progress=False, overrides=settings,
+        finetune(run, "sst-2", glue, out=tmp_path / "ft-dev", progress=False, overrides=settings,
                        device=DEVICE)
         system = build_system(apply_overrides(preset_config("dcgan"), {"width": 4}), DEVICE)
         digits = sample_images(system.sampler, torch.randn(3, 100))
     assert mode.ops > 200
-    assert dev["main_score"] == pytest.approx(cpu["main_score"])
+    # the weights, not the dev score: a 4-step classifier's logits sit near 0, where float noise flips a prediction
+    a = load_file(str(tmp_path / "ft-cpu/seed-0/model/model.safetensors"))
+    b = load_file(str(tmp_path / "ft-dev/seed-0/model/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert digits.shape == (3, 28, 28) and digits.dtype == torch.uint8 and digits.device.type == "cpu"
 
 

@@ -35,3 +35,16 @@ def test_lr_decay_shapes_over_the_fraction_of_the_run_done():
     assert lr_decay(0.0, "cosine", 0.0) == pytest.approx(1.0) and lr_decay(1.0, "cosine", 0.2) == pytest.approx(0.2)
     assert lr_decay(0.25, "cosine", 0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
     assert lr_decay(1.7, "linear", 0.0) == 0.0 and lr_decay(-1.0, "cosine", 0.0) == 1.0  # clipped to [0, 1]
+
+
+def test_pretraining_lr_with_a_time_budget_decays_to_zero_by_its_end():
+    from electra.config import apply_overrides
+    from electra.text.config import preset_config
+    from electra.text.pretrain import pretraining_lr
+
+    steps_only = apply_overrides(preset_config("tiny"), {"steps": 1000, "warmup_steps": 100})
+    timed = apply_overrides(steps_only, {"steps": 1_000_000, "minutes": 10.0})
+    assert pretraining_lr(steps_only, 550, 0.55) == pytest.approx(0.5)          # by steps: (1000-550)/900
+    assert pretraining_lr(timed, 50, 0.3) == pytest.approx(51 / 100)            # warm-up is by steps either way
+    assert pretraining_lr(timed, 5000, 0.75) == pytest.approx(0.25)            # the budget, 3/4 used
+    assert pretraining_lr(timed, 9000, 1.0) == 0.0

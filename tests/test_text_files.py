@@ -118,3 +118,12 @@ def test_the_trained_tokenizer_encodes_its_corpus_without_unknowns(tmp_path):
     tokenizer = load_tokenizer(train_tokenizer([text], 200, tmp_path / "tok", min_frequency=1))
     ids = tokenizer.encode(text.read_text()[:2000]).ids
     assert tokenizer.token_to_id("[UNK]") not in ids and len(ids) > 100
+
+
+def test_special_tokens_in_text_stay_whole(tmp_path):
+    from electra.text.tokenizer import load_tokenizer
+
+    folder = train_tokenizer([write_corpus(tmp_path / "c.txt", seed=8)], 120, tmp_path / "tok", min_frequency=1)
+    for source in (folder, folder / "vocab.txt"):
+        tokens = load_tokenizer(source).encode("the cat [MASK] on the [SEP] mat.").tokens
+        assert tokens[3] == "[MASK]" and "[SEP]" in tokens[4:-1], (source, tokens)

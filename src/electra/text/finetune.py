@@ -118,6 +118,17 @@ def encode(tokenizer, examples: Examples, max_len: int) -> dict[str, torch.Tenso
             "token_type_ids": torch.tensor([e.type_ids for e in enc], device="cpu")}
 
 
+@torch.no_grad()
+def init_head(head: torch.nn.Module, std: float, seed: int) -> None:
+    """The new classifier's weights from N(0, std) (biases 0, as HF's own init), drawn from a generator of its own:
+    the seed alone fixes them, whatever transformers' loading does with the global generator."""
+    rng = torch.Generator(device="cpu").manual_seed(seed)
+    for layer in head.modules():
+        if isinstance(layer, torch.nn.Linear):
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=rng, device="cpu") * std)
+            layer.bias.zero_()
+
+
 class ClassificationObjective:
     updates = {"joint": ("model",)}
     random = None
@@ -184,7 +195,9 @@ class FinetuneRecipe:
 
         torch.manual_seed(cfg.seed)
         net = fast_training(load_hf(ElectraForSequenceClassification, self.model_dir, "discriminator",
-                                    num_labels=self.task.num_labels)).to(device)
+                                    num_labels=self.task.num_labels))
+        init_head(net.classifier, net.config.initializer_range, cfg.seed)
+        net = net.to(device)
         batches = task_batches(self.inputs, self.labels, cfg.batch_size, cfg.seed, device)
         total = self.epochs * batches.steps_per_epoch
         warmup = int(cfg.warmup_frac * total)

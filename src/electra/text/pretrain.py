@@ -49,6 +49,15 @@ def build_optimizer(cfg: TextConfig, modules) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, foreach=True)
 
 
+def pretraining_lr(cfg: TextConfig, step: int, fraction: float) -> float:
+    """Warm-up, then linear decay to 0 at ``steps`` — or, with a ``minutes`` budget, by the end of the budget if
+    that comes first (the trainer's fraction done is the further of steps and time)."""
+    by_steps = warmup_linear_decay(step, cfg.warmup_steps, cfg.steps)
+    if cfg.minutes and step >= cfg.warmup_steps:
+        return min(by_steps, max(0.0, 1.0 - fraction))
+    return by_steps
+
+
 class TextHooks(Hooks):
     """Each checkpoint also exports the models in HF format; a warning if the discriminator sits on its plateau;
     the loss and accuracy curves at the end."""
@@ -145,7 +154,7 @@ class PretrainRecipe:
             modules=modules, optimizers=optimizers, objective=objective, schedule=EveryStep(("joint",)),
             batches=batches, steps_per_epoch=batches.steps_per_epoch, total_steps=cfg.steps,
             items_per_step=batches.global_batch * cfg.seq_len, item_name="tokens",
-            lr_schedule=lambda step, fraction: warmup_linear_decay(step, cfg.warmup_steps, cfg.steps),
+            lr_schedule=lambda step, fraction: pretraining_lr(cfg, step, fraction),
             hooks=TextHooks(self.tokenizer_dir, cfg, self._heldout(cfg)), log_every=cfg.log_every,
             checkpoints=CheckpointPolicy(every=cfg.checkpoint_every), max_seconds=cfg.minutes * 60 if cfg.minutes
             else None, grad_clip=cfg.grad_clip, grad_accum=cfg.grad_accum, micro_batch=cfg.batch_size,

@@ -29,6 +29,7 @@ def _bert_pipeline(tokenizer, lowercase: bool = True):
     from tokenizers import decoders, processors
 
     _bert_normalization(tokenizer, lowercase)
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)   # "[MASK]" in a text is one token, never split or lower-cased
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(

@@ -1,0 +1,240 @@
+"""Does the pre-training pay?  RTD, RTD + GDES, MLM and no pre-training at equal CPU-minutes, on a real corpus.
+
+    python benchmarks/text_quality.py [--budgets 15 60] [--models rtd gdes mlm random] [--work DIR]
+        [--blimp-per-phenomenon 100] [--sst2-seeds 3] [--cola-seeds 5] [--only pretrain|zero-shot|finetune]
+
+Pre-trains the ``tiny`` preset on ``gutenberg-40m`` (one pass at most: 60 minutes at ~10k tokens/s is ~36M of its
+~55M tokens, so no text repeats) for a wall-clock budget (``minutes=``; the lr decays to 0 by the budget's end),
+then measures each model: held-out figures on ``gutenberg-40m/valid`` and ``wiki-leads`` (``electra text eval``),
+BLiMP (``electra text blimp``, generator PLL and discriminator; a seeded subset per phenomenon), SST-2 dev accuracy
+fine-tuned on the full training set (median of seeds) and CoLA dev MCC (median of seeds).  ``random`` is the same
+architecture with fresh weights, through the same measures.
+
+Every finished cell writes a small JSON under ``benchmarks/results/text_quality/`` and is skipped when the script
+runs again, so the table fills over several runs; models and shards live under ``--work`` (not committed).  The
+table is printed from whatever cells exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import SHARED, peak_rss_mb, say  # noqa: E402
+
+RESULTS = HERE / "results" / "text_quality"
+CORPUS = SHARED / "text" / "gutenberg-40m"
+HELDOUT = {"gutenberg": CORPUS / "valid.txt.gz", "wiki": SHARED / "text" / "wiki-leads" / "valid.txt.gz"}
+MODELS = {"rtd": {"objective": "rtd"}, "gdes": {"objective": "rtd", "embedding_sharing": "gdes"},
+          "mlm": {"objective": "mlm"}, "random": None}
+VOCAB = 8192
+
+
+def cell_path(name: str) -> Path:
+    return RESULTS / f"{name}.json"
+
+
+def done(name: str) -> dict | None:
+    path = cell_path(name)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def record(name: str, values: dict) -> dict:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    cell_path(name).write_text(json.dumps(values, indent=1) + "\n")
+    say(f"cell {name}: {json.dumps(values)[:300]}")
+    return values
+
+
+def corpus_shards(work: Path) -> Path:
+    """The tokenizer and shards of the whole training corpus (made once; the prepare cell records its speed)."""
+    from electra.text.corpus import prepare_corpus
+    from electra.text.tokenizer import train_tokenizer
+
+    files = sorted(str(p) for p in CORPUS.glob("train-*.txt.gz"))
+    tokenizer, shards = work / "tokenizer", work / "shards"
+    if not (tokenizer / "vocab.txt").is_file():
+        t = time.perf_counter()
+        train_tokenizer(files, VOCAB, tokenizer)
+        record("corpus-tokenizer", {"seconds": round(time.perf_counter() - t, 1), "vocab": VOCAB,
+                                    "peak_rss_mb": round(peak_rss_mb())})
+    if not (shards / "manifest.json").is_file():
+        t = time.perf_counter()
+        prepare_corpus(files, tokenizer, 128, shards, documents="blank-line")
+        seconds = time.perf_counter() - t
+        manifest = json.loads((shards / "manifest.json").read_text())
+        compressed = sum(Path(f).stat().st_size for f in files)
+        record("corpus-prepare", {"seconds": round(seconds, 1), "compressed_mb": round(compressed / 1e6, 1),
+                                  "compressed_mb_per_s": round(compressed / 1e6 / seconds, 2),
+                                  "rows": manifest["rows"], "tokens": manifest["tokens"],
+                                  "documents": manifest["documents"], "peak_rss_mb": round(peak_rss_mb())})
+    return shards
+
+
+def loading_cell(shards: Path, rounds: int = 5, steps: int = 8) -> None:
+    """Is data loading a bottleneck?  ``tiny`` training steps fed from the real shards vs from random ids already
+    in memory (the synthetic throughput benchmark's batches), in alternating rounds; medians."""
+    import tempfile
+
+    from common import median
+    from electra.text.config import preset_config
+    from electra.text.corpus import TokenShards
+    from text_throughput import project_trainer, random_batches
+
+    if done("loading"):
+        return
+    cfg = preset_config("tiny")
+    feeds = {"shards": TokenShards(shards).batches(cfg.batch_size, seed=0),
+             "synthetic": random_batches(VOCAB, cfg.batch_size, cfg.seq_len)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in feeds:
+            (Path(tmp) / name).mkdir()
+        runs = {name: project_trainer(cfg, VOCAB, feed, Path(tmp) / name) for name, feed in feeds.items()}
+        for run in runs.values():
+            run(2)   # warm-up
+        rates: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(rounds):
+            for name, run in runs.items():
+                rates[name].append(run(steps))
+    medians = {name: round(median(r)) for name, r in rates.items()}
+    record("loading", {"tokens_per_s": medians, "ratio": round(medians["shards"] / medians["synthetic"], 3),
+                       "rounds": rounds, "steps_per_round": steps})
+
+
+def random_model(shards: Path, out: Path) -> Path:
+    """The tiny architecture with fresh weights (generator and discriminator), exported like a run."""
+    from electra.text.config import preset_config
+    from electra.text.models import build_rtd_models, export_hf
+
+    if not (out / "discriminator" / "config.json").is_file():
+        export_hf(build_rtd_models(preset_config("tiny"), VOCAB), out, shards / "tokenizer")
+    return out
+
+
+def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
+    from electra.config import apply_overrides
+    from electra.text.config import preset_config
+    from electra.text.pretrain import pretrain
+    from text_throughput import random_batches, useful_flops_per_token
+
+    name = f"{model}-{minutes:g}min"
+    run = work / name
+    if model == "random":
+        return random_model(shards, run)
+    if done(f"{name}-pretrain"):
+        return run
+    cfg = apply_overrides(preset_config("tiny"), {**MODELS[model], "minutes": minutes, "steps": 1_000_000,
+                                                 "checkpoint_every": 500, "log_every": 100,
+                                                 "plateau_check_step": 0})
+    t = time.perf_counter()
+    if (run / "config.json").is_file():
+        pretrain(resume=str(run), progress=False)
+    else:
+        pretrain(cfg, data=str(shards), out=str(run), progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = rows[-1]["step"]
+    tokens = steps * cfg.batch_size * cfg.seq_len
+    per_token = useful_flops_per_token(cfg, VOCAB, random_batches(VOCAB, cfg.batch_size, cfg.seq_len)(0))
+    tail = [r for r in rows if "mlm_loss" in r][-5:]
+    record(f"{name}-pretrain", {
+        "model": model, "minutes": minutes, "steps": steps, "tokens_seen": tokens,
+        "pflop": round(per_token * tokens / 1e15, 3), "seconds_this_call": round(time.perf_counter() - t),
+        "tokens_per_s_last": round(rows[-1].get("tokens_per_s", 0)),
+        "final_train": {k: round(sum(r[k] for r in tail) / len(tail), 4) for k in tail[-1]
+                        if k in ("mlm_loss", "disc_loss", "disc_auc")}})
+    return run
+
+
+def zero_shot_cell(model: str, minutes: float, run: Path, blimp_n: int) -> None:
+    from electra.text.blimp import score_blimp
+    from electra.text.heldout import evaluate_text
+
+    name = f"{model}-{minutes:g}min"
+    if not done(f"{name}-heldout"):
+        figures = {}
+        for corpus, path in HELDOUT.items():
+            report = evaluate_text(run, [path], max_examples=2000, out=run / f"eval-{corpus}.json", seq_len=128)
+            figures[corpus] = {k: report[k] for k in ("mlm_loss", "mlm_ppl", "disc_auc", "disc_loss") if k in report}
+        record(f"{name}-heldout", figures)
+    if not done(f"{name}-blimp"):
+        t = time.perf_counter()
+        report = score_blimp(run, SHARED / "blimp", blimp_n, out=run / "blimp.json")
+        record(f"{name}-blimp", {"per_phenomenon": blimp_n, "seconds": round(time.perf_counter() - t),
+                                 **{s: {"overall": r["overall"], "fields": r["fields"]}
+                                    for s, r in report["scorers"].items()}})
+
+
+def finetune_cell(model: str, minutes: float, run: Path, task: str, seeds: int, work: Path) -> None:
+    from electra.text.finetune import finetune
+
+    name = f"{model}-{minutes:g}min-{task}"
+    if done(name):
+        return
+    out = work / name
+    t = time.perf_counter()
+    if (out / "config.json").is_file():
+        result = finetune(resume=out, progress=False, overrides={"seeds": seeds})
+    else:
+        result = finetune(run, task, SHARED / "glue", out=out, progress=False, overrides={"seeds": seeds})
+    split = list(result["median"])[0]
+    metric = result["main_metric"]
+    record(name, {"task": task, "metric": metric, "median": result["main_score"],
+                  "per_seed": [s["scores"][split][metric] for s in result["seeds"]],
+                  "seconds_this_call": round(time.perf_counter() - t)})
+
+
+def cells(budgets, models) -> list[tuple[str, float]]:
+    """(model, minutes) in the order they run: the untrained model once (as 0 minutes), then each budget."""
+    return ([("random", 0.0)] if "random" in models else []) + [
+        (m, b) for b in budgets for m in models if m != "random"]
+
+
+def table(budgets, models) -> None:
+    say(f"\n{'model':8s} {'min':>4s} {'tokens':>7s} {'PFLOP':>6s} {'MLM gut':>8s} {'MLM wiki':>8s} "
+        f"{'AUC gut':>7s} {'AUC wiki':>8s} {'BLiMP G':>7s} {'BLiMP D':>7s} {'SST-2':>6s} {'CoLA':>6s}")
+    for model, minutes in cells(budgets, models):
+        name = f"{model}-{minutes:g}min"
+        pre, held, blimp = done(f"{name}-pretrain") or {}, done(f"{name}-heldout") or {}, done(f"{name}-blimp") or {}
+        sst, cola = done(f"{name}-sst-2") or {}, done(f"{name}-cola") or {}
+        fig = lambda corpus, key: held.get(corpus, {}).get(key, float("nan"))  # noqa: E731
+        say(f"{model:8s} {minutes:4g} {pre.get('tokens_seen', 0) / 1e6:6.1f}M {pre.get('pflop', 0):6.2f} "
+            f"{fig('gutenberg', 'mlm_loss'):8.3f} {fig('wiki', 'mlm_loss'):8.3f} {fig('gutenberg', 'disc_auc'):7.3f} "
+            f"{fig('wiki', 'disc_auc'):8.3f} {100 * blimp.get('generator', {}).get('overall', float('nan')):7.1f} "
+            f"{100 * blimp.get('discriminator', {}).get('overall', float('nan')):7.1f} "
+            f"{100 * sst.get('median', float('nan')):6.1f} {100 * cola.get('median', float('nan')):6.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--budgets", nargs="+", type=float, default=[15, 60])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--work", default=str(HERE / "work" / "text_quality"))
+    parser.add_argument("--blimp-per-phenomenon", type=int, default=100)
+    parser.add_argument("--sst2-seeds", type=int, default=3)
+    parser.add_argument("--cola-seeds", type=int, default=5)
+    parser.add_argument("--only", choices=["pretrain", "zero-shot", "finetune"], default=None)
+    parser.add_argument("--table", action="store_true", help="print the table of the cells done, run nothing")
+    args = parser.parse_args()
+    if not args.table:
+        work = Path(args.work)
+        work.mkdir(parents=True, exist_ok=True)
+        shards = corpus_shards(work)
+        loading_cell(shards)
+        for model, minutes in cells(args.budgets, args.models):
+            run = pretrain_cell(model, minutes, shards, work)
+            if args.only in (None, "zero-shot"):
+                zero_shot_cell(model, minutes, run, args.blimp_per_phenomenon)
+            if args.only in (None, "finetune"):
+                finetune_cell(model, minutes, run, "sst-2", args.sst2_seeds, work)
+                finetune_cell(model, minutes, run, "cola", args.cola_seeds, work)
+    table(args.budgets, args.models)
+
+
+if __name__ == "__main__":
+    main()
