@@ -90,7 +90,7 @@ def test_finetuning_and_sampling_on_a_second_device(tmp_path):
     finetune(run, "sst-2", glue, out=tmp_path / "ft-cpu", progress=False, overrides=settings)
     with VirtualDevice() as mode:
         finetune(run, "sst-2", glue, out=tmp_path / "ft-dev", progress=False, overrides=settings,
-                       device=DEVICE)
+                 device=DEVICE)
         system = build_system(apply_overrides(preset_config("dcgan"), {"width": 4}), DEVICE)
         digits = sample_images(system.sampler, torch.randn(3, 100))
     assert mode.ops > 200

@@ -143,6 +143,25 @@ def test_an_impossible_text_model_is_refused_before_allocation(capsys, corpus, t
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("track,free_mb,big", [("image", 256, 2048), ("text", 64, 64)])
+def test_a_batch_whose_activations_cannot_fit_is_refused_before_allocation(capsys, corpus, tmp_path, monkeypatch,
+                                                                          track, free_mb, big):
+    """The models fit (a few MB) but one batch's activations do not: with little memory free, a big batch is
+    refused and a batch of 8 passes the same check."""
+    from electra.core import memory
+
+    monkeypatch.setattr(memory, "free_bytes", lambda device: free_mb * 2**20)
+    source = ["image", "train"] if track == "image" else ["text", "pretrain", "--data", str(corpus["data"]),
+                                                          "--seq-len", "32"]
+    code, _, err = run_cli(capsys, *source, "--batch-size", str(big), "--steps", "1", "--out", str(tmp_path / "run"),
+                           "--quiet")
+    assert_one_line_error(code, err, "GiB of it activations", "choose a smaller batch size")
+    assert not (tmp_path / "run").exists()
+    code, _, err = run_cli(capsys, *source, "--batch-size", "8", "--steps", "1", "--out", str(tmp_path / "ok"),
+                           "--quiet")
+    assert code == 0, err
+
+
 def test_a_decompression_bomb_in_an_image_folder(capsys, tmp_path, monkeypatch):
     from PIL import Image
 

@@ -53,8 +53,16 @@ def _models(cfg: ImageConfig) -> dict[str, torch.nn.Module]:
                         cfg.minibatch_group, cfg.d_width, cfg.d_extra_convs)
 
 
+def _one_batch(models: dict[str, torch.nn.Module], cfg: ImageConfig) -> None:
+    """One training batch through every model (for the memory check, on meta tensors)."""
+    images = torch.zeros(cfg.batch_size, 1, 28, 28)
+    for name, model in models.items():
+        model(torch.zeros(cfg.batch_size, cfg.noise_dim) if name == "generator" else images)
+
+
 def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageSystem:
-    require_fits(lambda: _models(cfg), torch.device(device), f"the {cfg.model} model (width {cfg.width})")
+    require_fits(lambda: _models(cfg), torch.device(device), f"the {cfg.model} model (width {cfg.width})",
+                 forward=lambda models: _one_batch(models, cfg))
     torch.manual_seed(cfg.seed)
     modules = _models(cfg)
     for module in modules.values():

@@ -49,6 +49,13 @@ def build_optimizer(cfg: TextConfig, modules) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, foreach=True)
 
 
+def attention_bytes(cfg: TextConfig) -> int:
+    """Attention probabilities (and their dropout) of one micro-batch, which no module returns: per layer of
+    both models, batch × heads × L² floats, twice."""
+    heads = cfg.num_heads + (cfg.generator_sizes()["num_heads"] if cfg.objective == "rtd" else 0)
+    return 2 * 4 * cfg.batch_size * cfg.num_layers * heads * cfg.seq_len ** 2
+
+
 def pretraining_lr(cfg: TextConfig, step: int, fraction: float) -> float:
     """Warm-up, then linear decay to 0 at ``steps`` — or, with a ``minutes`` budget, by the end of the budget if
     that comes first (the trainer's fraction done is the further of steps and time)."""
@@ -120,7 +127,11 @@ class PretrainRecipe:
         if not self.init_from:
             build = lambda: build_rtd_models(cfg, vocab, self.shards.special["pad"])  # noqa: E731
             require_fits(build, device, f"the {cfg.objective} model (hidden {cfg.hidden_size} × "
-                                             f"{cfg.num_layers} layers, vocabulary {vocab})")
+                                             f"{cfg.num_layers} layers, vocabulary {vocab})",
+                         forward=lambda models: [m(input_ids=torch.zeros(cfg.batch_size, cfg.seq_len,
+                                                                         dtype=torch.long))
+                                                 for m in models.values()],
+                         extra_bytes=attention_bytes(cfg))
             return build()
         modules = load_pretrained_pair(self.init_from, cfg.embedding_sharing)
         config = modules["discriminator"].config
