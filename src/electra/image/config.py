@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from electra.config import check, from_preset, from_saved
 from electra.core.schedules import LR_DECAYS
 from electra.core.trainer import NONFINITE_POLICIES, PRECISIONS
+from electra.image.augment import POLICIES, parse_policy
 from electra.image.data import DATASETS
 from electra.image.models import ARCHITECTURES
 from electra.image.objectives import OBJECTIVES, REDUCTIONS
@@ -34,6 +35,7 @@ class ImageConfig:
     objective: str = "gan"               # gan | vae | vaegan
     loss_reduction: str = "mean"         # mean: losses comparable across batch sizes; sum: Σ exactly as written
     real_label: float = 1.0              # < 1: one-sided label smoothing of D's real target
+    augment: str = "none"                # gan: DiffAugment of everything D judges, e.g. translation,cutout
     vae_beta: float = 1.0                # weight of the KL (prior) term
     vaegan_gamma: float = 1.0            # weight of the reconstruction term in the generator's loss
     recon_space: str = "features"        # vaegan reconstruction: features (Larsen et al.) | pixels
@@ -107,6 +109,9 @@ class ImageConfig:
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.on_nonfinite in NONFINITE_POLICIES, f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}"),
             (self.threads >= 0, "threads must be 0 (the free cores) or more"),
+            (all(p in POLICIES for p in parse_policy(self.augment)),
+             f"augment must be none or a comma-separated list of {', '.join(POLICIES)}"),
+            (not parse_policy(self.augment) or self.objective == "gan", "augment is an option of objective gan"),
         ]
         check(checks)
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from electra.core.randomness import StepRandom
+from electra.image.augment import augment
 
 REDUCTIONS = ("mean", "sum")
 
@@ -73,9 +74,16 @@ class GANObjective(ImageObjective):
     groups = {"generator": ("generator",), "discriminator": ("discriminator",)}    # optimizer → modules
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, noise: Noise, reduction: str = "mean",
-                 real_label: float = 1.0) -> None:
+                 real_label: float = 1.0, augment: tuple[str, ...] = ()) -> None:
         self.G, self.D, self.noise = generator, discriminator, noise
-        self.reduction, self.real_label = reduction, real_label
+        self.reduction, self.real_label, self.policy = reduction, real_label, augment
+
+    def judge(self, images: torch.Tensor, stream: str) -> torch.Tensor:
+        """D's logits for ``images``, DiffAugment-ed first when the run asks for it (each call site its own random
+        stream; see image/augment.py)."""
+        if self.policy:
+            images = augment(images, self.policy, lambda *tail: self.random.rand(stream, images.shape[0], *tail))
+        return self.D(images)
 
     def _fake(self, batch: torch.Tensor, cache: dict) -> torch.Tensor:
         # One G(z) per step, shared by both updates (as the textbook DCGAN loop does).
@@ -86,8 +94,8 @@ class GANObjective(ImageObjective):
     def losses(self, update: str, batch: torch.Tensor, cache: dict):
         fake = self._fake(batch, cache)
         if update == "discriminator":   # L_D = Σ −log D(x) − Σ log(1 − D(G(z))), G(z) held fixed
-            real_logits = self.D(batch)
-            fake_logits = self.D(fake.detach())
+            real_logits = self.judge(batch, "augment_real")
+            fake_logits = self.judge(fake.detach(), "augment_fake_d")
             loss = discriminator_loss(real_logits, fake_logits, self.reduction, self.real_label)
             return {"discriminator": loss}, {
                 "L_D": loss.detach(),
@@ -95,7 +103,7 @@ class GANObjective(ImageObjective):
                 "D(G(z))": torch.sigmoid(fake_logits.detach()).mean(),
             }
         if update == "generator":       # L_G = Σ −log D(G(z)), through the just-updated D
-            loss = generator_loss(self.D(fake), self.reduction)
+            loss = generator_loss(self.judge(fake, "augment_fake_g"), self.reduction)
             return {"generator": loss}, {"L_G": loss.detach()}
         raise KeyError(f"GANObjective has no update '{update}'")
 

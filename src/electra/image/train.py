@@ -13,6 +13,7 @@ import torch
 from electra.core import checkpoint as ckpt
 from electra.core import distributed
 from electra.core.memory import require_fits
+from electra.image.augment import parse_policy
 from electra.core.metrics import plot_curves, read_metrics
 from electra.core.recipe import global_batch_text, run_recipe
 from electra.core.run import RunFolder
@@ -70,7 +71,7 @@ def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageS
     noise = Noise(cfg.noise_dim, cfg.seed + 1, device)
     if cfg.objective == "gan":
         objective = GANObjective(modules["generator"], modules["discriminator"], noise, cfg.loss_reduction,
-                                 cfg.real_label)
+                                 cfg.real_label, parse_policy(cfg.augment))
     elif cfg.objective == "vae":
         objective = VAEObjective(modules["encoder"], modules["generator"], noise, cfg.vae_beta)
     else:
