@@ -198,7 +198,7 @@ def test_refreshed_batch_norm_statistics_are_the_weight_averages_own():
     g = DCGANGenerator(noise_dim=10, width=4)
     with torch.no_grad():   # weights unlike those the running statistics (zeros / ones) describe
         g.project[0].weight.mul_(50).add_(0.3)
-    refresh_batch_norm(g, noise_dim=10, batch_size=16, seed=3, batches=5)
+    refresh_batch_norm(g, lambda n, rng: torch.randn(n, 10, generator=rng), batch_size=16, seed=3, batches=5)
     z = torch.randn(5 * 16, 10, generator=torch.Generator().manual_seed(3))
     pre_norm = g.project[0](z).detach()
     bn = g.project[1]
@@ -211,7 +211,7 @@ def test_refreshed_batch_norm_statistics_are_the_weight_averages_own():
 
 def test_checkpointed_weight_average_carries_its_own_batch_norm_statistics(mnist_dir, tmp_path):
     from electra.image.ema import refresh_batch_norm
-    from electra.image.train import ImageHooks
+    from electra.image.train import ImageHooks, input_sampler
 
     run = train_image(_cfg(data_dir=str(mnist_dir), steps=6, ema=0.5), out=str(tmp_path / "run"), progress=False)
     saved = _weights(run)
@@ -223,5 +223,5 @@ def test_checkpointed_weight_average_carries_its_own_batch_norm_statistics(mnist
     live_mean = saved["generator.project.1.running_mean"]
     saved_mean = saved["generator_ema.project.1.running_mean"]
     assert not torch.allclose(saved_mean, live_mean)        # not simply borrowed from the live generator
-    refresh_batch_norm(average, cfg.noise_dim, cfg.batch_size, cfg.seed + ImageHooks.STANDING_SEED_OFFSET)
+    refresh_batch_norm(average, input_sampler(cfg), cfg.batch_size, cfg.seed + ImageHooks.STANDING_SEED_OFFSET)
     assert torch.allclose(average.project[1].running_mean, saved_mean, atol=1e-5)

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True, help="x.png (grid), x.npy (N×28×28 uint8) or a folder (PNGs)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--interpolate", action="store_true", help="N rows of latent interpolations (PNG)")
+    sample.add_argument("--digit", type=int, default=None, help="a conditional run (cdcgan): draw this class")
+    sample.add_argument("--class", dest="class_name", default=None,
+                        help="a conditional run trained on class sub-folders: draw the class of this name")
 
     cmds.add_parser("presets", help="list the named configs")
 
@@ -323,7 +326,8 @@ def dispatch(args, extra: list[str]) -> int:
     if args.command == "sample":
         from electra.image.sampling import sample_run
 
-        path = sample_run(args.run_dir, args.n, args.out, seed=args.seed, interpolate=args.interpolate)
+        path = sample_run(args.run_dir, args.n, args.out, seed=args.seed, interpolate=args.interpolate,
+                          digit=args.digit, class_name=args.class_name)
         print(f"wrote {path}")
         return 0
     if args.command == "eval":

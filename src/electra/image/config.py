@@ -32,7 +32,8 @@ class ImageConfig:
     d_extra_convs: int = 0               # dcgan D: extra 3×3 layers at 7×7 (a view of the whole digit per feature)
     noise_dim: int = 100
     # objective
-    objective: str = "gan"               # gan | vae | vaegan
+    objective: str = "gan"               # gan | cgan (class-conditional) | vae | vaegan
+    num_classes: int = 10                # cgan: classes of the data (set from a folder data set's sub-folders)
     loss_reduction: str = "mean"         # mean: losses comparable across batch sizes; sum: Σ exactly as written
     real_label: float = 1.0              # < 1: one-sided label smoothing of D's real target
     augment: str = "none"                # gan: DiffAugment of everything D judges, e.g. translation,cutout
@@ -104,14 +105,18 @@ class ImageConfig:
              "give epochs, steps or minutes"),
             (self.log_every >= 1 and self.checkpoint_every >= 1 and self.grid_size >= 1,
              "log_every, checkpoint_every and grid_size must be positive"),
-            (not (self.schedule == "phased" and self.objective != "gan"), "the phased schedule is for objective gan"),
+            (not (self.schedule == "phased" and self.objective not in ("gan", "cgan")),
+             "the phased schedule is for objectives gan and cgan"),
             (self.grad_accum >= 1, "grad_accum must be at least 1"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.on_nonfinite in NONFINITE_POLICIES, f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}"),
             (self.threads >= 0, "threads must be 0 (the free cores) or more"),
             (all(p in POLICIES for p in parse_policy(self.augment)),
              f"augment must be none or a comma-separated list of {', '.join(POLICIES)}"),
-            (not parse_policy(self.augment) or self.objective == "gan", "augment is an option of objective gan"),
+            (not parse_policy(self.augment) or self.objective in ("gan", "cgan"),
+             "augment is an option of objectives gan and cgan"),
+            (self.objective != "cgan" or self.model == "dcgan", "objective cgan needs model dcgan"),
+            (self.num_classes >= 2, "num_classes must be at least 2"),
         ]
         check(checks)
 
@@ -126,6 +131,9 @@ PRESETS: dict[str, dict] = {
     # the whole digit), and samples from an EMA of G with batch-norm statistics of its own.
     "dcgan": dict(model="dcgan", width=32, minibatch_std=True, d_extra_convs=2, ema=0.999, objective="gan",
                   schedule="alternating", lr=2e-3, beta1=0.5, batch_size=64, epochs=25),
+    # The dcgan preset told the class (choose the digit): one-hot class in G's input, a projection discriminator.
+    "cdcgan": dict(model="dcgan", width=32, minibatch_std=True, d_extra_convs=2, ema=0.999, objective="cgan",
+                   schedule="alternating", lr=2e-3, beta1=0.5, batch_size=64, epochs=25),
     # Generator trained "like an autoencoder": encoder + generator, ELBO.
     "vae": dict(model="dcgan", objective="vae", schedule="every-step", lr=1e-3, beta1=0.9, batch_size=64,
                 epochs=20),
@@ -138,6 +146,7 @@ PRESET_HELP = {
     "seed": "the founding description: MLP G/D, Σ −log D losses, phased 50/50 schedule, Adam 1e-4",
     "dcgan": "convolutional G/D for 28×28, D with 3×3 layers at 7×7 and a minibatch-std channel, EMA of G "
              "(default; best GAN quality)",
+    "cdcgan": "the dcgan preset conditioned on the class: sample a chosen digit (--digit), projection D",
     "vae": "variational autoencoder: encoder + generator, reconstruction + KL",
     "vaegan": "VAE-GAN (Larsen et al. 2016): VAE + discriminator, feature-space reconstruction",
 }

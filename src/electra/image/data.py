@@ -28,6 +28,7 @@ class ImageSet:
     images: torch.Tensor            # N×28×28 uint8, 0 = black background
     labels: torch.Tensor | None     # N int64 class labels, when the source has them
     description: str
+    classes: list[str] | None = None   # label names, when they are not simply 0, 1, … (class sub-folders)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -209,6 +210,14 @@ def load_folder(folder: str | None) -> ImageSet:
     if not root.is_dir():
         raise UserError(f"image folder {root} does not exist")
     images = read_image_files(root, fit=True)
+    files = list_image_files(root)
+    subfolders = sorted({f.relative_to(root).parts[0] for f in files if len(f.relative_to(root).parts) > 1})
+    if len(subfolders) >= 2 and all(len(f.relative_to(root).parts) > 1 for f in files):   # one per class
+        index = {name: i for i, name in enumerate(subfolders)}
+        labels = torch.tensor([index[f.relative_to(root).parts[0]] for f in files], dtype=torch.long, device="cpu")
+        return ImageSet(images, labels, f"image folder {root}, {len(images)} images (28x28 grey) in "
+                                        f"{len(subfolders)} classes ({', '.join(subfolders[:5])}"
+                                        f"{', …' if len(subfolders) > 5 else ''})", subfolders)
     return ImageSet(images, None, f"image folder {root}, {len(images)} images (28x28 grey)")
 
 
@@ -236,13 +245,16 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 def image_batches(images: torch.Tensor, batch_size: int, seed: int, channels_last: bool = False,
                   grad_accum: int = 1, rank: int = 0, world: int = 1,
-                  device: torch.device | str = "cpu") -> StepBatches:
+                  device: torch.device | str = "cpu", labels: torch.Tensor | None = None) -> StepBatches:
     """Batches in the models' range [-1, 1] from one resident uint8 copy of the data on the device: no worker
-    processes, no copies of the data set."""
+    processes, no copies of the data set.  With ``labels``: (images, labels) pairs."""
     resident = images.to(device)
+    resident_labels = labels.to(device) if labels is not None else None
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-    def fetch(indices: torch.Tensor) -> torch.Tensor:
-        return to_model_range(resident[indices.to(resident.device)]).contiguous(memory_format=memory_format)
+    def fetch(indices: torch.Tensor):
+        indices = indices.to(resident.device)
+        batch = to_model_range(resident[indices]).contiguous(memory_format=memory_format)
+        return batch if resident_labels is None else (batch, resident_labels[indices])
 
     return StepBatches(len(images), fetch, batch_size, seed, grad_accum, rank, world, what="images")

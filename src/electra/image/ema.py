@@ -8,6 +8,8 @@ measured afresh, from its own activations, whenever it is about to be used (a pr
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -27,10 +29,11 @@ def update_average(average: nn.Module, live: nn.Module, decay: float) -> None:
 
 
 @torch.no_grad()
-def refresh_batch_norm(generator: nn.Module, noise_dim: int, batch_size: int, seed: int,
-                       batches: int = STANDING_BATCHES) -> None:
+def refresh_batch_norm(generator: nn.Module, inputs: Callable[[int, torch.Generator], torch.Tensor], batch_size: int,
+                       seed: int, batches: int = STANDING_BATCHES) -> None:
     """Replace the running statistics of every batch-norm layer in ``generator`` by the exact average, over
-    ``batches`` batches of fresh noise, of the batch statistics its current weights produce.
+    ``batches`` batches of fresh ``inputs(n, rng)`` (noise, with a class for a conditional generator), of the batch
+    statistics its current weights produce.
 
     Batches of ``batch_size`` reproduce the regime the weights were trained in; the noise has its own seed so
     that the training noise stream is untouched and a refresh is repeatable."""
@@ -47,7 +50,7 @@ def refresh_batch_norm(generator: nn.Module, noise_dim: int, batch_size: int, se
     rng = torch.Generator().manual_seed(seed)
     try:
         for _ in range(batches):
-            generator(torch.randn(batch_size, noise_dim, generator=rng, device="cpu").to(device))
+            generator(inputs(batch_size, rng).to(device))
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum

@@ -49,15 +49,21 @@ def images_from_array(array: np.ndarray, source: str) -> torch.Tensor:
 
 
 def load_target(target: str | Path, n: int, seed: int = 0) -> tuple[torch.Tensor, object | None, Path]:
-    """(uint8 images, the run's system if TARGET is a run folder, where to write the JSON report)."""
+    """(uint8 images, the run's system if TARGET is a run folder, where to write the JSON report).  A conditional
+    run draws every class equally often (sample i asks for class i mod K; ``system.requested`` holds them)."""
     target = Path(target)
     if not target.exists():
         raise UserError(f"{target} does not exist; give a run folder, an .npy file or a folder of PNGs")
     if target.is_dir() and (target / "config.json").is_file():
         from electra.image.train import load_run, sample_images
 
+        from electra.image.conditional import generator_inputs
+        from electra.image.train import classes
+
         system = load_run(target)
-        z = torch.randn(n, system.config.noise_dim, generator=torch.Generator().manual_seed(seed), device="cpu")
+        k = classes(system.config)
+        system.requested = torch.arange(n, device="cpu") % k if k else None
+        z = generator_inputs(n, system.config.noise_dim, k, torch.Generator().manual_seed(seed), system.requested)
         return sample_images(system.sampler, z), system, target / "eval.json"
     if target.is_dir():
         return read_image_files(target, fit=False), None, target.with_name(target.name + ".eval.json")
@@ -97,6 +103,16 @@ def autoencoder_scores(system, test: ImageSet, batch: int = 500) -> dict:
     return {"reconstruction_nll": nll / n, "reconstruction_mse": mse / n, "neg_elbo": (nll + kl_sum) / n}
 
 
+@torch.no_grad()
+def class_match(model, images: torch.Tensor, requested: torch.Tensor) -> dict:
+    """The share of samples the evaluation classifier assigns to the class they were drawn for, overall and per
+    class."""
+    predicted = model.embed(images)[1].argmax(1)
+    hit = predicted == requested
+    per_class = {str(c): float(hit[requested == c].float().mean()) for c in requested.unique().tolist()}
+    return {"class_match": float(hit.float().mean()), "per_class": per_class}
+
+
 def split_for_eval(dataset: str, data_dir: str | None) -> tuple[ImageSet, ImageSet]:
     """(train, test) for the classifier and the reference set; the embedded sample holds out every fifth digit."""
     if dataset == "embedded":
@@ -133,6 +149,8 @@ def evaluate(target: str | Path, dataset: str | None = None, data_dir: str | Non
         report["real_floor"] = score(model, real_features, train.images[idx])
     if system is not None and "encoder" in system.modules:
         report["autoencoder"] = autoencoder_scores(system, test)
+    if system is not None and system.requested is not None:
+        report["conditional"] = class_match(model, images, system.requested)
     if write:
         write_json(report_path, report)
         report["written_to"] = str(report_path)
@@ -152,4 +170,8 @@ def format_report(report: dict) -> str:
     lines.append(f"reference: {report['reference']}; classifier test accuracy {report['classifier_test_accuracy']:.4f}")
     for key, value in report.get("autoencoder", {}).items():
         lines.append(f"{key}: {value:.4f}")
+    if "conditional" in report:
+        c = report["conditional"]
+        lines.append(f"samples classified as the class they were drawn for: {c['class_match']:.4f} (per class: "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in c["per_class"].items()) + ")")
     return "\n".join(lines)

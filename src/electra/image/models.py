@@ -170,8 +170,15 @@ ARCHITECTURES = ("seed-mlp", "dcgan")
 
 def build_models(architecture: str, objective: str, width: int = 64, spectral_norm: bool = False,
                  noise_dim: int = NOISE_DIM, minibatch_std: bool = False, minibatch_group: int = 0,
-                 d_width: int | None = None, d_extra_convs: int = 0) -> dict[str, nn.Module]:
-    """The modules an objective needs, keyed by the names checkpoints and optimizers use."""
+                 d_width: int | None = None, d_extra_convs: int = 0, classes: int = 0) -> dict[str, nn.Module]:
+    """The modules an objective needs, keyed by the names checkpoints and optimizers use; ``cgan`` conditions both
+    on one of ``classes`` classes (image/conditional.py)."""
+    if objective == "cgan":
+        from electra.image.conditional import ProjectionDiscriminator
+
+        return {"generator": DCGANGenerator(noise_dim + classes, width),
+                "discriminator": ProjectionDiscriminator(classes, d_width or width, spectral_norm, minibatch_std,
+                                                         minibatch_group, d_extra_convs)}
     if architecture == "seed-mlp":
         modules: dict[str, nn.Module] = {"generator": SeedGenerator(noise_dim), "discriminator": SeedDiscriminator()}
     elif architecture == "dcgan":

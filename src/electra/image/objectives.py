@@ -78,24 +78,33 @@ class GANObjective(ImageObjective):
         self.G, self.D, self.noise = generator, discriminator, noise
         self.reduction, self.real_label, self.policy = reduction, real_label, augment
 
-    def judge(self, images: torch.Tensor, stream: str) -> torch.Tensor:
-        """D's logits for ``images``, DiffAugment-ed first when the run asks for it (each call site its own random
-        stream; see image/augment.py)."""
+    def judge(self, images: torch.Tensor, stream: str, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logits for ``images`` (of ``labels``, for a conditional D), DiffAugment-ed first when the run asks
+        for it (each call site its own random stream; see image/augment.py)."""
         if self.policy:
             images = augment(images, self.policy, lambda *tail: self.random.rand(stream, images.shape[0], *tail))
-        return self.D(images)
+        return self.D(images) if labels is None else self.D(images, labels)
 
-    def _fake(self, batch: torch.Tensor, cache: dict) -> torch.Tensor:
+    def split(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(images, their labels or None): unconditional batches are images alone."""
+        return batch, None
+
+    def fake_labels(self, inputs: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def _fake(self, images: torch.Tensor, cache: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         # One G(z) per step, shared by both updates (as the textbook DCGAN loop does).
         if "fake" not in cache:
-            cache["fake"] = self.G(self.noise(batch.shape[0]))
-        return cache["fake"]
+            inputs = self.noise(images.shape[0])
+            cache["fake"], cache["fake_labels"] = self.G(inputs), self.fake_labels(inputs)
+        return cache["fake"], cache["fake_labels"]
 
-    def losses(self, update: str, batch: torch.Tensor, cache: dict):
-        fake = self._fake(batch, cache)
+    def losses(self, update: str, batch, cache: dict):
+        images, labels = self.split(batch)
+        fake, fake_labels = self._fake(images, cache)
         if update == "discriminator":   # L_D = Σ −log D(x) − Σ log(1 − D(G(z))), G(z) held fixed
-            real_logits = self.judge(batch, "augment_real")
-            fake_logits = self.judge(fake.detach(), "augment_fake_d")
+            real_logits = self.judge(images, "augment_real", labels)
+            fake_logits = self.judge(fake.detach(), "augment_fake_d", fake_labels)
             loss = discriminator_loss(real_logits, fake_logits, self.reduction, self.real_label)
             return {"discriminator": loss}, {
                 "L_D": loss.detach(),
@@ -103,7 +112,7 @@ class GANObjective(ImageObjective):
                 "D(G(z))": torch.sigmoid(fake_logits.detach()).mean(),
             }
         if update == "generator":       # L_G = Σ −log D(G(z)), through the just-updated D
-            loss = generator_loss(self.judge(fake, "augment_fake_g"), self.reduction)
+            loss = generator_loss(self.judge(fake, "augment_fake_g", fake_labels), self.reduction)
             return {"generator": loss}, {"L_G": loss.detach()}
         raise KeyError(f"GANObjective has no update '{update}'")
 
@@ -197,4 +206,4 @@ class VAEGANObjective(ImageObjective):
         return losses, metrics
 
 
-OBJECTIVES = ("gan", "vae", "vaegan")
+OBJECTIVES = ("gan", "cgan", "vae", "vaegan")   # cgan: image/conditional.py

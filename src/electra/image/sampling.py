@@ -12,7 +12,8 @@ import torch
 from electra.core.files import atomic_file, atomic_folder, fresh_folder
 from electra.errors import UserError
 from electra.image.pictures import make_grid, save_grid, save_png
-from electra.image.train import load_run, sample_images
+from electra.image.conditional import generator_inputs, with_classes
+from electra.image.train import class_names, classes, load_run, sample_images
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -23,9 +24,32 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
+def requested_labels(run_dir: str | Path, system, n: int, digit: int | None, class_name: str | None,
+                     rng: torch.Generator) -> torch.Tensor | None:
+    """The class of each of ``n`` samples: ``digit`` / ``class_name`` for all, else uniform; None when the run is
+    not conditional (and then neither may be given)."""
+    cfg = system.config
+    if not classes(cfg):
+        if digit is not None or class_name is not None:
+            raise UserError(f"{run_dir} is not a conditional run (preset cdcgan / objective cgan): it cannot "
+                            f"draw a chosen class")
+        return None
+    names = class_names(run_dir, cfg)
+    if class_name is not None:
+        if class_name not in names:
+            raise UserError(f"--class {class_name!r} is not one of the run's classes ({', '.join(names[:10])})")
+        digit = names.index(class_name)
+    if digit is not None:
+        if not 0 <= digit < cfg.num_classes:
+            raise UserError(f"--digit {digit}: the run has {cfg.num_classes} classes, 0 to {cfg.num_classes - 1}")
+        return torch.full((n,), digit, dtype=torch.long, device="cpu")
+    return torch.randint(0, cfg.num_classes, (n,), generator=rng, device="cpu")
+
+
 def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, interpolate: bool = False,
-               steps: int = 10) -> Path:
-    """Write ``n`` samples (or ``n`` interpolation rows of ``steps`` images) from a run to ``out``; return it."""
+               steps: int = 10, digit: int | None = None, class_name: str | None = None) -> Path:
+    """Write ``n`` samples (or ``n`` interpolation rows of ``steps`` images) from a run to ``out``; return it.
+    A conditional run draws class ``digit`` (or the class named ``class_name``), else classes at random."""
     if n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
     out = Path(out)
@@ -36,14 +60,18 @@ def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, inte
         raise UserError("--interpolate writes a picture; give --out ending in .png")
     system = load_run(run_dir)
     rng = torch.Generator().manual_seed(seed)
-    dim = system.config.noise_dim
+    dim, k = system.config.noise_dim, classes(system.config)
     if interpolate:
         ends = torch.randn(n, 2, dim, generator=rng, device="cpu")
+        labels = requested_labels(run_dir, system, n, digit, class_name, rng)
         t = torch.linspace(0, 1, steps, device="cpu").view(1, steps, 1)
         z = slerp(ends[:, :1], ends[:, 1:], t).reshape(n * steps, dim)
+        if labels is not None:   # each row walks between two noises within one class
+            z = with_classes(z, labels.repeat_interleave(steps), k)
         images = sample_images(system.sampler, z)
         return save_png(make_grid(images.numpy(), ncol=steps, scale=2), out)
-    z = torch.randn(n, dim, generator=rng, device="cpu")
+    labels = requested_labels(run_dir, system, n, digit, class_name, rng)
+    z = generator_inputs(n, dim, k, rng, labels)
     images = sample_images(system.sampler, z).numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     if kind == "png":

@@ -13,13 +13,14 @@ import torch
 from electra.core import checkpoint as ckpt
 from electra.core import distributed
 from electra.core.memory import require_fits
-from electra.image.augment import parse_policy
 from electra.core.metrics import plot_curves, read_metrics
 from electra.core.recipe import global_batch_text, run_recipe
 from electra.core.run import RunFolder
 from electra.core.schedules import Alternating, EveryStep, Phased, lr_decay
 from electra.core.trainer import CheckpointPolicy, Hooks, Plan
 from electra.errors import UserError
+from electra.image.augment import parse_policy
+from electra.image.conditional import CGANObjective, ClassNoise, generator_inputs, grid_labels
 from electra.image.config import DEFAULT_PRESET, ImageConfig, config_from_dict, preset_config
 from electra.image.data import ImageSet, image_batches, load_dataset, to_uint8
 from electra.image.ema import ema_decay, refresh_batch_norm, update_average
@@ -43,22 +44,37 @@ class ImageSystem:
     modules: dict[str, torch.nn.Module]
     objective: object
     noise: Noise
+    requested: torch.Tensor | None = None   # the classes a conditional run's evaluation samples were drawn for
 
     @property
     def sampler(self) -> torch.nn.Module:
         return self.modules.get("generator_ema", self.modules["generator"])
 
 
+def classes(cfg: ImageConfig) -> int:
+    """How many classes the generator is told about: 0 unless the run is conditional."""
+    return cfg.num_classes if cfg.objective == "cgan" else 0
+
+
+def input_sampler(cfg: ImageConfig):
+    """``(n, rng, labels=None) -> generator inputs``: noise, with a one-hot class for a conditional run."""
+    return lambda n, rng, labels=None: generator_inputs(n, cfg.noise_dim, classes(cfg), rng, labels)
+
+
 def _models(cfg: ImageConfig) -> dict[str, torch.nn.Module]:
     return build_models(cfg.model, cfg.objective, cfg.width, cfg.spectral_norm, cfg.noise_dim, cfg.minibatch_std,
-                        cfg.minibatch_group, cfg.d_width, cfg.d_extra_convs)
+                        cfg.minibatch_group, cfg.d_width, cfg.d_extra_convs, classes(cfg))
 
 
 def _one_batch(models: dict[str, torch.nn.Module], cfg: ImageConfig) -> None:
     """One training batch through every model (for the memory check, on meta tensors)."""
-    images = torch.zeros(cfg.batch_size, 1, 28, 28)
+    images = torch.zeros(cfg.batch_size, 1, 28, 28, device="meta")
+    labels = (torch.zeros(cfg.batch_size, dtype=torch.long, device="meta"),) if classes(cfg) else ()
     for name, model in models.items():
-        model(torch.zeros(cfg.batch_size, cfg.noise_dim) if name == "generator" else images)
+        if name == "generator":
+            model(torch.zeros(cfg.batch_size, cfg.noise_dim + classes(cfg), device="meta"))
+        else:
+            model(images, *labels) if name == "discriminator" else model(images)
 
 
 def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageSystem:
@@ -68,10 +84,12 @@ def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageS
     modules = _models(cfg)
     for module in modules.values():
         module.to(device)
-    noise = Noise(cfg.noise_dim, cfg.seed + 1, device)
-    if cfg.objective == "gan":
-        objective = GANObjective(modules["generator"], modules["discriminator"], noise, cfg.loss_reduction,
-                                 cfg.real_label, parse_policy(cfg.augment))
+    noise = ClassNoise(cfg.noise_dim, cfg.num_classes, cfg.seed + 1, device) if classes(cfg) else \
+        Noise(cfg.noise_dim, cfg.seed + 1, device)
+    if cfg.objective in ("gan", "cgan"):
+        game = CGANObjective if cfg.objective == "cgan" else GANObjective
+        objective = game(modules["generator"], modules["discriminator"], noise, cfg.loss_reduction, cfg.real_label,
+                         parse_policy(cfg.augment))
     elif cfg.objective == "vae":
         objective = VAEObjective(modules["encoder"], modules["generator"], noise, cfg.vae_beta)
     else:
@@ -107,7 +125,7 @@ def build_optimizers(cfg: ImageConfig, system: ImageSystem) -> dict[str, torch.o
 def build_schedule(cfg: ImageConfig, system: ImageSystem):
     if cfg.schedule == "phased":
         return Phased(cfg.phase_both, cfg.phase_generator)
-    if cfg.schedule == "alternating" and cfg.objective == "gan":
+    if cfg.schedule == "alternating" and cfg.objective in ("gan", "cgan"):
         return Alternating(cfg.d_steps)
     return EveryStep(tuple(system.objective.updates))
 
@@ -134,12 +152,15 @@ class ImageHooks(Hooks):
         if average is None or self._standing_at == trainer.step:
             return
         cfg = self.system.config
-        refresh_batch_norm(average, cfg.noise_dim, cfg.batch_size, cfg.seed + self.STANDING_SEED_OFFSET)
+        refresh_batch_norm(average, input_sampler(cfg), cfg.batch_size, cfg.seed + self.STANDING_SEED_OFFSET)
         self._standing_at = trainer.step
 
     def grid(self, trainer, name: str) -> Path:
         self._ready_sampler(trainer)
-        return save_grid(sample_images(self.system.sampler, self.fixed_noise), trainer.run_dir / "samples" / name)
+        cfg = self.system.config
+        ncol = max(1, cfg.grid_size // cfg.num_classes) if classes(cfg) else None   # one row per class
+        return save_grid(sample_images(self.system.sampler, self.fixed_noise), trainer.run_dir / "samples" / name,
+                         ncol=ncol)
 
     def before_checkpoint(self, trainer) -> None:
         self._ready_sampler(trainer)
@@ -166,9 +187,11 @@ def sample_images(generator: torch.nn.Module, z: torch.Tensor, batch: int = 500)
 
 
 def fixed_noise(cfg: ImageConfig) -> torch.Tensor:
-    # Its own seed: the progress grids show the same z every epoch and do not disturb the training noise stream.
+    """The progress grids' inputs (a conditional run: one row per class).  Its own seed: the grids show the same z
+    every epoch and do not disturb the training noise stream."""
     rng = torch.Generator().manual_seed(cfg.seed + 7919)
-    return torch.randn(cfg.grid_size, cfg.noise_dim, generator=rng, device="cpu")
+    labels = grid_labels(cfg.grid_size, cfg.num_classes) if classes(cfg) else None
+    return input_sampler(cfg)(cfg.grid_size if labels is None else len(labels), rng, labels)
 
 
 def total_steps(cfg: ImageConfig, steps_per_epoch: int) -> int:
@@ -186,12 +209,15 @@ class ImageRecipe:
         self.data = data
         self.facts: dict = {}
         self.notes = {"data.txt": data.description}
+        if data.classes:
+            self.notes[CLASSES_NOTE] = "\n".join(data.classes)
         self.system: ImageSystem | None = None
 
     def build(self, cfg: ImageConfig, device: torch.device) -> Plan:
         rank = distributed.current()
+        labels = check_labels(self.data, cfg.num_classes) if classes(cfg) else None
         batches = image_batches(self.data.images, cfg.batch_size, cfg.seed, cfg.channels_last, cfg.grad_accum,
-                                rank.rank, rank.world, device)
+                                rank.rank, rank.world, device, labels)
         self.system = system = build_system(cfg, device)
         decay = None if cfg.lr_decay == "none" else \
             (lambda step, fraction: lr_decay(fraction, cfg.lr_decay, cfg.lr_final))
@@ -216,6 +242,28 @@ class ImageRecipe:
         if state.get("data_size") not in (None, len(self.data)):
             raise UserError(f"the run was trained on {state['data_size']} images but this data has "
                             f"{len(self.data)}; resume with the same --dataset/--data-dir")
+
+
+def check_labels(data: ImageSet, num_classes: int) -> torch.Tensor:
+    """The labels a conditional run trains with, or a clear error when the data has none that fit."""
+    if data.labels is None:
+        raise UserError(f"a conditional run needs labelled images, and {data.description} has none; for "
+                        f"--dataset folder put each class's images in a sub-folder of its own")
+    top = int(data.labels.max())
+    if top >= num_classes or int(data.labels.min()) < 0:
+        raise UserError(f"the data's labels run to {top}, beyond num_classes={num_classes}")
+    return data.labels
+
+
+CLASSES_NOTE = "classes.txt"   # a run's class names, one per line, in label order
+
+
+def class_names(run_dir: str | Path, cfg: ImageConfig) -> list[str]:
+    """The names ``--class`` accepts: a folder data set's sub-folder names, else the labels 0, 1, …"""
+    path = Path(run_dir) / CLASSES_NOTE
+    if path.is_file():
+        return path.read_text(encoding="utf-8").splitlines()
+    return [str(i) for i in range(cfg.num_classes)]
 
 
 def read_run_config(run_dir: str | Path) -> ImageConfig:
@@ -243,6 +291,8 @@ def train_image(cfg: ImageConfig | None = None, out: str | None = None, resume: 
     run = RunFolder.start("image", out=out, resume=resume, name=f"image-{cfg.preset}")
     cfg, _ = run.resolve(cfg, overrides, RESUMABLE_KEYS, config_from_dict)
     data = data or load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.download)
+    if classes(cfg) and data.classes and not run.resuming:   # a folder data set: one class per sub-folder
+        cfg = dataclasses.replace(cfg, num_classes=len(data.classes))
     run.log(f"data: {data.description}")
     finished = run_recipe(ImageRecipe(data), run, cfg, progress=progress, stop_at=stop_at, device=device)
     trainer = finished.trainer

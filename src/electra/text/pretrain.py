@@ -129,7 +129,7 @@ class PretrainRecipe:
             require_fits(build, device, f"the {cfg.objective} model (hidden {cfg.hidden_size} × "
                                              f"{cfg.num_layers} layers, vocabulary {vocab})",
                          forward=lambda models: [m(input_ids=torch.zeros(cfg.batch_size, cfg.seq_len,
-                                                                         dtype=torch.long))
+                                                                         dtype=torch.long, device="meta"))
                                                  for m in models.values()],
                          extra_bytes=attention_bytes(cfg))
             return build()
