@@ -172,8 +172,9 @@ def main() -> None:
     out = HERE / "results" / "kill_resume.json"
     out.parent.mkdir(exist_ok=True)
     kept = json.loads(out.read_text())["rows"] if out.is_file() else []   # rows of jobs not run this time stay
+    rows = [{**r, "seed": args.seed} for r in rows]
     merged = [r for r in kept if r["job"] not in {row["job"] for row in rows}] + rows
-    out.write_text(json.dumps({"seed": args.seed, "kills_per_job": args.kills, "rows": merged}, indent=2) + "\n")
+    out.write_text(json.dumps({"kills_per_job": args.kills, "rows": merged}, indent=2) + "\n")
     print(f"SUMMARY kill_resume: {sum(r['mismatches'] for r in rows)} mismatches, "
           f"{sum(r['unreadable'] for r in rows)} unreadable files over {sum(r['kills'] for r in rows)} kills")
 

@@ -127,3 +127,18 @@ def test_special_tokens_in_text_stay_whole(tmp_path):
     for source in (folder, folder / "vocab.txt"):
         tokens = load_tokenizer(source).encode("the cat [MASK] on the [SEP] mat.").tokens
         assert tokens[3] == "[MASK]" and "[SEP]" in tokens[4:-1], (source, tokens)
+
+
+def test_paragraph_lines_are_packed_in_pieces_not_truncated(corpus, tmp_path):
+    """A corpus of one long paragraph per line (books): rows keep most of the text, where truncating each line at
+    the row's end would keep under a fifth of it."""
+    import json
+
+    rng = random.Random(3)
+    words = "the cat sat on a mat and the old man found a red boat by the river".split()
+    text = tmp_path / "paragraphs.txt"
+    text.write_text("".join(" ".join(rng.choice(words) for _ in range(150)) + ".\n" for _ in range(20)))
+    out = prepare_corpus([text], corpus["tokenizer"], 32, tmp_path / "shards", progress=False, documents="file")
+    m = json.loads((out / "manifest.json").read_text())
+    kept = (m["tokens"] - 3 * m["rows"]) / m["corpus_tokens"]   # at most 3 special tokens per row
+    assert m["corpus_tokens"] > 20 * 150 and kept > 0.9, kept

@@ -59,6 +59,25 @@ class ExampleBuilder:
         self.length += len(ids)
         return self._finish() if self.length >= self.target else None
 
+    def add_line(self, ids: list[int] | None) -> list[tuple[list[int], list[int]]]:
+        """Like ``add`` for a line of up to half a segment (a sentence, the official input).  A longer line (a
+        paragraph, as books come) enters in pieces of at most half a segment, each cut to fill the current row
+        exactly, so packing splits it between rows instead of dropping everything past a row's end."""
+        piece = max(1, (self.max_length - 3) // 2)
+        if not ids or len(ids) <= piece:
+            finished = self.add(ids or None)
+            return [finished] if finished else []
+        out = []
+        while ids:
+            room = max(1, self.target - 3 - self.length)   # [CLS] A [SEP] B [SEP]
+            take = min(len(ids), piece, room)
+            self.sentences.append(ids[:take])
+            self.length += take
+            ids = ids[take:]
+            if self.length >= self.target - 3:
+                out.append(self._finish())
+        return out
+
     def _finish(self) -> tuple[list[int], list[int]]:
         first_target = 100_000 if self.rng.random() < 0.1 else (self.target - 3) // 2
         first: list[int] = []
@@ -119,7 +138,7 @@ def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "ut
     with atomic_folder(out) as tmp:   # the folder appears only when complete
         writer = ShardWriter(tmp, seq_len, dtype, ids["pad"], shard_rows)
         builder = ExampleBuilder(seq_len, random.Random(seed))
-        n_documents, in_document = 0, False
+        n_documents, in_document, corpus_tokens = 0, False, 0
         source = TextFiles(paths, encoding, errors)
         bar = tqdm(total=source.total_bytes, unit="B", unit_scale=True, desc="preparing", disable=not progress)
 
@@ -131,13 +150,16 @@ def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "ut
         batch: list[str | None] = []
 
         def drain():
-            nonlocal n_documents, in_document
+            nonlocal n_documents, in_document, corpus_tokens
             texts = [line for line in batch if line]
             encoded = iter(tokenizer.encode_batch(texts, add_special_tokens=False)) if texts else iter(())
             for line in batch:
                 if line:
                     in_document = True
-                    emit(builder.add(next(encoded).ids or None))
+                    ids = next(encoded).ids
+                    corpus_tokens += len(ids)
+                    for example in builder.add_line(ids or None):
+                        emit(example)
                 elif line is None or documents == "blank-line":
                     n_documents += in_document
                     in_document = False
@@ -159,7 +181,7 @@ def prepare_corpus(files, tokenizer_path, seq_len: int, out, encoding: str = "ut
         save_tokenizer(tokenizer, tmp / "tokenizer")
         manifest = {"format": FORMAT, "seq_len": seq_len, "dtype": np.dtype(dtype).name, "vocab_size": vocab_size,
                     "tokenizer_hash": tokenizer_hash(tokenizer), "special_ids": ids, "rows": rows,
-                    "tokens": writer.tokens, "documents": n_documents, "document_boundary": documents, "shards": writer.shards,
+                    "tokens": writer.tokens, "corpus_tokens": corpus_tokens, "documents": n_documents, "document_boundary": documents, "shards": writer.shards,
                     "sources": [str(p) for p in paths]}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return out
