@@ -63,7 +63,10 @@ def main() -> None:
             print(f"    {line}")
     out = HERE / "results" / "fuzz.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"examples_per_parser": args.examples, "rows": rows}, indent=2) + "\n")
+    kept = json.loads(out.read_text())["rows"] if out.is_file() else []   # rows of parsers not run this time stay
+    rows = [{**r, "examples_asked": args.examples} for r in rows]
+    merged = [r for r in kept if r["parser"] not in {row["parser"] for row in rows} and r["parser"] in TARGETS] + rows
+    out.write_text(json.dumps({"rows": merged}, indent=2) + "\n")
     print(f"SUMMARY fuzz: {sum(r['inputs'] for r in rows)} inputs over {len(rows)} parsers, "
           f"{sum(r['other_exceptions'] for r in rows)} other exceptions")
 

@@ -150,7 +150,7 @@ def feed_image_folder(item) -> None:
 def corpora(draw):
     """Text files: UTF-8, other encodings, NUL bytes, huge lines, empty, compressed garbage."""
     text = draw(st.text(max_size=200))
-    kind = draw(st.sampled_from(["utf8", "latin1", "nul", "random", "long", "empty", "gzip"]))
+    kind = draw(st.sampled_from(["utf8", "latin1", "nul", "random", "long", "empty", "gzip", "bz2", "xz"]))
     if kind == "utf8":
         return text.encode("utf-8", errors="surrogatepass")
     if kind == "latin1":
@@ -161,8 +161,13 @@ def corpora(draw):
         return b"word " * draw(st.integers(1, 20000))
     if kind == "empty":
         return draw(st.sampled_from([b"", b"\n\n", b"   \n"]))
-    if kind == "gzip":
-        return gzip.compress(text.encode("utf-8", errors="replace"))[: draw(st.integers(0, 60))]
+    if kind in ("gzip", "bz2", "xz"):   # whole or cut anywhere, with garbage after
+        import bz2
+        import lzma
+
+        packed = {"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[kind](
+            text.encode("utf-8", errors="replace"))
+        return packed[: draw(st.integers(0, len(packed)))] + draw(st.binary(max_size=8))
     return draw(st.binary(max_size=300))
 
 
@@ -176,6 +181,31 @@ def feed_corpus(raw: bytes) -> None:
         check_text_files([path])
         (tmp / "vocab.txt").write_text("\n".join(SPECIAL_TOKENS + ["word", "the", "a"]) + "\n")
         prepare_corpus([path], tmp / "vocab.txt", 16, tmp / "shards", progress=False)
+        from electra.text.tokenizer import train_tokenizer
+
+        train_tokenizer([path], 30, tmp / "trained", min_frequency=1)
+
+
+@st.composite
+def blimp_files(draw):
+    """BLiMP-style .jsonl: good rows, rows missing or mistyping fields, broken JSON, binary, empty."""
+    def row():
+        fields = {"sentence_good": st.text(max_size=20), "sentence_bad": st.text(max_size=20),
+                  "UID": st.text(max_size=8), "field": st.text(max_size=6)}
+        chosen = draw(st.sets(st.sampled_from(sorted(fields))))
+        value = {k: draw(fields[k] if draw(st.booleans()) else st.one_of(st.integers(), st.none())) for k in chosen}
+        return json.dumps(value).encode()
+
+    lines = [row() if draw(st.booleans()) else draw(st.binary(max_size=30)) for _ in range(draw(st.integers(0, 4)))]
+    return b"\n".join(lines)
+
+
+def feed_blimp(raw: bytes) -> None:
+    from electra.text.blimp import read_blimp
+
+    with scratch() as tmp:
+        (tmp / "phenomenon.jsonl").write_bytes(raw)
+        read_blimp(tmp, per_phenomenon=2)
 
 
 @st.composite
@@ -375,7 +405,8 @@ TARGETS = {
     "arrays for eval": (arrays(), feed_array),
     ".npy files": (npy_files(), feed_npy_file),
     "image folders": (image_files(), feed_image_folder),
-    "text corpora": (corpora(), feed_corpus),
+    "text corpora (plain, gzip, bzip2, xz)": (corpora(), feed_corpus),
+    "BLiMP jsonl": (blimp_files(), feed_blimp),
     "tokenizer files": (tokenizer_files(), feed_tokenizer),
     "manifests and shards": (manifests(), feed_manifest),
     "GLUE TSVs": (tsv_files(), feed_tsv),

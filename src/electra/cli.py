@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--lr", type=float, default=None)
     train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--labels", type=int, default=None, help="ssgan: labelled images (class-balanced draw)")
     train.add_argument("--out", default=None, help="run folder (default runs/image-PRESET-TIME)")
     train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
     train.add_argument("--stop-at", type=int, default=None, metavar="STEP",
@@ -76,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--dataset", default=None)
     pr.add_argument("--data-dir", default=None)
     pr.add_argument("--n-train", type=int, default=10_000)
+
+    cl = cmds.add_parser("classify", help="the digits a semi-supervised run's discriminator sees (ssgan)")
+    cl.add_argument("run_dir")
+    cl.add_argument("images", nargs="?", default=None,
+                    help="N×28×28 .npy or a folder of 28×28 PNGs (default: the data set's test split)")
+    cl.add_argument("--dataset", default=None)
+    cl.add_argument("--data-dir", default=None)
+    cl.add_argument("--out", default=None, help="predictions CSV (default: beside the images)")
 
     text = tracks.add_parser("text", help="ELECTRA replaced-token-detection pre-training of text encoders")
     tcmds = text.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -291,7 +300,7 @@ def _image_train(args, extra: list[str]) -> int:
     overrides = {}
     if args.config:
         overrides.update(load_config_file(args.config))
-    for key in ("dataset", "data_dir", "download", "epochs", "steps", "minutes", "batch_size", "lr", "seed"):
+    for key in ("dataset", "data_dir", "download", "epochs", "steps", "minutes", "batch_size", "lr", "seed", "labels"):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
@@ -336,6 +345,15 @@ def dispatch(args, extra: list[str]) -> int:
         report = evaluate(args.target, args.dataset, args.data_dir, n=args.n, seed=args.seed, floor=not args.no_floor)
         print(format_report(report))
         print(f"wrote {report['written_to']}")
+        return 0
+    if args.command == "classify":
+        from electra.image.semi_supervised import classify_target
+
+        report = classify_target(args.run_dir, args.images, args.dataset, args.data_dir, args.out)
+        accuracy = f"; accuracy {100 * report['accuracy']:.2f}% (error {100 * report['error']:.2f}%)" \
+            if "accuracy" in report else ""
+        print(f"classified {report['n']} images (per class: {report['counts']}){accuracy}; wrote "
+              f"{report['written_to']}")
         return 0
     if args.command == "probe":
         from electra.core.files import write_json

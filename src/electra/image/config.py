@@ -33,7 +33,8 @@ class ImageConfig:
     noise_dim: int = 100
     # objective
     objective: str = "gan"               # gan | cgan (class-conditional) | vae | vaegan
-    num_classes: int = 10                # cgan: classes of the data (set from a folder data set's sub-folders)
+    num_classes: int = 10                # cgan, ssgan: classes of the data (set from a folder data set's sub-folders)
+    labels: int = 100                    # ssgan: labelled images (a seeded class-balanced draw), the rest unlabelled
     loss_reduction: str = "mean"         # mean: losses comparable across batch sizes; sum: Σ exactly as written
     real_label: float = 1.0              # < 1: one-sided label smoothing of D's real target
     augment: str = "none"                # gan: DiffAugment of everything D judges, e.g. translation,cutout
@@ -116,6 +117,8 @@ class ImageConfig:
             (not parse_policy(self.augment) or self.objective in ("gan", "cgan"),
              "augment is an option of objectives gan and cgan"),
             (self.objective != "cgan" or self.model == "dcgan", "objective cgan needs model dcgan"),
+            ((self.objective == "ssgan") == (self.model == "ssgan-mlp"), "objective ssgan goes with model ssgan-mlp"),
+            (self.labels >= 1, "labels must be at least 1"),
             (self.num_classes >= 2, "num_classes must be at least 2"),
         ]
         check(checks)
@@ -134,6 +137,10 @@ PRESETS: dict[str, dict] = {
     # The dcgan preset told the class (choose the digit): one-hot class in G's input, a projection discriminator.
     "cdcgan": dict(model="dcgan", width=32, minibatch_std=True, d_extra_convs=2, ema=0.999, objective="cgan",
                    schedule="alternating", lr=2e-3, beta1=0.5, batch_size=64, epochs=25),
+    # Salimans et al. 2016's semi-supervised GAN as in openai/improved-gan's MNIST run: K-class MLP discriminator
+    # with weight norm and Gaussian noise, feature-matching generator, Adam 3e-3 β1 0.5, batch 100, 100 labels.
+    "ssgan": dict(model="ssgan-mlp", objective="ssgan", schedule="alternating", lr=3e-3, beta1=0.5,
+                  batch_size=100, labels=100, epochs=300, log_every=50),
     # Generator trained "like an autoencoder": encoder + generator, ELBO.
     "vae": dict(model="dcgan", objective="vae", schedule="every-step", lr=1e-3, beta1=0.9, batch_size=64,
                 epochs=20),
@@ -147,6 +154,7 @@ PRESET_HELP = {
     "dcgan": "convolutional G/D for 28×28, D with 3×3 layers at 7×7 and a minibatch-std channel, EMA of G "
              "(default; best GAN quality)",
     "cdcgan": "the dcgan preset conditioned on the class: sample a chosen digit (--digit), projection D",
+    "ssgan": "semi-supervised GAN (Salimans et al. 2016): a digit classifier from --labels N labelled images",
     "vae": "variational autoencoder: encoder + generator, reconstruction + KL",
     "vaegan": "VAE-GAN (Larsen et al. 2016): VAE + discriminator, feature-space reconstruction",
 }

@@ -48,6 +48,14 @@ def images_from_array(array: np.ndarray, source: str) -> torch.Tensor:
     return torch.from_numpy(np.round(scaled).clip(0, 255).astype(np.uint8))
 
 
+def read_npy(path: Path) -> np.ndarray:
+    """An .npy array, never unpickled; unreadable files are one clear error."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(f"{path} is not a readable .npy file ({exc or 'empty'})") from None
+
+
 def load_target(target: str | Path, n: int, seed: int = 0) -> tuple[torch.Tensor, object | None, Path]:
     """(uint8 images, the run's system if TARGET is a run folder, where to write the JSON report).  A conditional
     run draws every class equally often (sample i asks for class i mod K; ``system.requested`` holds them)."""
@@ -68,11 +76,7 @@ def load_target(target: str | Path, n: int, seed: int = 0) -> tuple[torch.Tensor
     if target.is_dir():
         return read_image_files(target, fit=False), None, target.with_name(target.name + ".eval.json")
     if target.suffix.lower() == ".npy":
-        try:
-            array = np.load(target, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise UserError(f"{target} is not a readable .npy file ({exc or 'empty'})") from None
-        return images_from_array(array, str(target)), None, target.with_suffix(".eval.json")
+        return images_from_array(read_npy(target), str(target)), None, target.with_suffix(".eval.json")
     raise UserError(f"{target}: give a run folder, an .npy file or a folder of PNGs")
 
 

@@ -165,7 +165,7 @@ class Encoder(nn.Module):
         return mu, logvar
 
 
-ARCHITECTURES = ("seed-mlp", "dcgan")
+ARCHITECTURES = ("seed-mlp", "dcgan", "ssgan-mlp")   # ssgan-mlp: image/semi_supervised.py
 
 
 def build_models(architecture: str, objective: str, width: int = 64, spectral_norm: bool = False,
@@ -179,6 +179,10 @@ def build_models(architecture: str, objective: str, width: int = 64, spectral_no
         return {"generator": DCGANGenerator(noise_dim + classes, width),
                 "discriminator": ProjectionDiscriminator(classes, d_width or width, spectral_norm, minibatch_std,
                                                          minibatch_group, d_extra_convs)}
+    if architecture == "ssgan-mlp":
+        from electra.image.semi_supervised import SSGANDiscriminator, SSGANGenerator
+
+        return {"generator": SSGANGenerator(noise_dim), "discriminator": SSGANDiscriminator(classes)}
     if architecture == "seed-mlp":
         modules: dict[str, nn.Module] = {"generator": SeedGenerator(noise_dim), "discriminator": SeedDiscriminator()}
     elif architecture == "dcgan":

@@ -206,4 +206,4 @@ class VAEGANObjective(ImageObjective):
         return losses, metrics
 
 
-OBJECTIVES = ("gan", "cgan", "vae", "vaegan")   # cgan: image/conditional.py
+OBJECTIVES = ("gan", "cgan", "ssgan", "vae", "vaegan")   # cgan: conditional.py; ssgan: semi_supervised.py

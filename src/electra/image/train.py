@@ -13,7 +13,8 @@ import torch
 from electra.core import checkpoint as ckpt
 from electra.core import distributed
 from electra.core.memory import require_fits
-from electra.core.metrics import plot_curves, read_metrics
+from electra.core.log import log
+from electra.core.metrics import MetricsLog, plot_curves, read_metrics
 from electra.core.recipe import global_batch_text, run_recipe
 from electra.core.run import RunFolder
 from electra.core.schedules import Alternating, EveryStep, Phased, lr_decay
@@ -27,6 +28,7 @@ from electra.image.ema import ema_decay, refresh_batch_norm, update_average
 from electra.image.models import build_models
 from electra.image.objectives import GANObjective, Noise, VAEGANObjective, VAEObjective
 from electra.image.pictures import save_grid
+from electra.image.semi_supervised import SSGANObjective, SemiSupervisedBatches, classify, labelled_indices
 
 # Keys a resumed run may change: how long it runs and how often it reports, nothing that changes the maths.
 RESUMABLE_KEYS = {"epochs", "steps", "minutes", "log_every", "checkpoint_every", "on_nonfinite", "threads"}
@@ -62,8 +64,9 @@ def input_sampler(cfg: ImageConfig):
 
 
 def _models(cfg: ImageConfig) -> dict[str, torch.nn.Module]:
+    labelled = cfg.objective in ("cgan", "ssgan")
     return build_models(cfg.model, cfg.objective, cfg.width, cfg.spectral_norm, cfg.noise_dim, cfg.minibatch_std,
-                        cfg.minibatch_group, cfg.d_width, cfg.d_extra_convs, classes(cfg))
+                        cfg.minibatch_group, cfg.d_width, cfg.d_extra_convs, cfg.num_classes if labelled else 0)
 
 
 def _one_batch(models: dict[str, torch.nn.Module], cfg: ImageConfig) -> None:
@@ -90,6 +93,8 @@ def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageS
         game = CGANObjective if cfg.objective == "cgan" else GANObjective
         objective = game(modules["generator"], modules["discriminator"], noise, cfg.loss_reduction, cfg.real_label,
                          parse_policy(cfg.augment))
+    elif cfg.objective == "ssgan":
+        objective = SSGANObjective(modules["generator"], modules["discriminator"], noise)
     elif cfg.objective == "vae":
         objective = VAEObjective(modules["encoder"], modules["generator"], noise, cfg.vae_beta)
     else:
@@ -125,7 +130,7 @@ def build_optimizers(cfg: ImageConfig, system: ImageSystem) -> dict[str, torch.o
 def build_schedule(cfg: ImageConfig, system: ImageSystem):
     if cfg.schedule == "phased":
         return Phased(cfg.phase_both, cfg.phase_generator)
-    if cfg.schedule == "alternating" and cfg.objective in ("gan", "cgan"):
+    if cfg.schedule == "alternating" and cfg.objective in ("gan", "cgan", "ssgan"):
         return Alternating(cfg.d_steps)
     return EveryStep(tuple(system.objective.updates))
 
@@ -137,8 +142,8 @@ class ImageHooks(Hooks):
     # The refresh noise has its own seed, apart from the training stream and the grids' fixed noise.
     STANDING_SEED_OFFSET = 104729
 
-    def __init__(self, system: ImageSystem, fixed_noise: torch.Tensor) -> None:
-        self.system, self.fixed_noise = system, fixed_noise
+    def __init__(self, system: ImageSystem, fixed_noise: torch.Tensor, test: ImageSet | None = None) -> None:
+        self.system, self.fixed_noise, self.test = system, fixed_noise, test
         self._standing_at: int | None = None
 
     def after_step(self, trainer, step: int) -> None:
@@ -167,6 +172,10 @@ class ImageHooks(Hooks):
 
     def on_epoch_end(self, trainer, epoch: int) -> None:
         self.grid(trainer, f"epoch-{epoch:03d}.png")
+        if self.test is not None:   # ssgan: the discriminator as a classifier, on the test split
+            error = test_error(self.system.modules["discriminator"], self.test)
+            MetricsLog(trainer.run_dir / "metrics.jsonl").write({"step": trainer.step, "test_error": error})
+            log(f"epoch {epoch}: test error {100 * error:.2f}% ({len(self.test)} test images)")
 
     def on_finish(self, trainer) -> None:
         self.grid(trainer, "final.png")
@@ -202,11 +211,15 @@ def total_steps(cfg: ImageConfig, steps_per_epoch: int) -> int:
     return 10**9  # only a time budget was given
 
 
-class ImageRecipe:
-    """One image run's plan from its config, its data and a device."""
+def test_error(discriminator: torch.nn.Module, test: ImageSet) -> float:
+    return 1.0 - float((classify(discriminator, test.images).argmax(1) == test.labels).float().mean())
 
-    def __init__(self, data: ImageSet) -> None:
-        self.data = data
+
+class ImageRecipe:
+    """One image run's plan from its config, its data (and, for ssgan, a test split to report) and a device."""
+
+    def __init__(self, data: ImageSet, test: ImageSet | None = None) -> None:
+        self.data, self.test = data, test
         self.facts: dict = {}
         self.notes = {"data.txt": data.description}
         if data.classes:
@@ -218,6 +231,8 @@ class ImageRecipe:
         labels = check_labels(self.data, cfg.num_classes) if classes(cfg) else None
         batches = image_batches(self.data.images, cfg.batch_size, cfg.seed, cfg.channels_last, cfg.grad_accum,
                                 rank.rank, rank.world, device, labels)
+        if cfg.objective == "ssgan":
+            batches = self._semi_supervised(cfg, batches, rank, device)
         self.system = system = build_system(cfg, device)
         decay = None if cfg.lr_decay == "none" else \
             (lambda step, fraction: lr_decay(fraction, cfg.lr_decay, cfg.lr_final))
@@ -225,12 +240,26 @@ class ImageRecipe:
             modules=system.modules, optimizers=build_optimizers(cfg, system), objective=system.objective,
             schedule=build_schedule(cfg, system), batches=batches, steps_per_epoch=batches.steps_per_epoch,
             total_steps=total_steps(cfg, batches.steps_per_epoch), items_per_step=batches.global_batch,
-            item_name="images", lr_schedule=decay, hooks=ImageHooks(system, fixed_noise(cfg).to(device)),
+            item_name="images", lr_schedule=decay, hooks=ImageHooks(system, fixed_noise(cfg).to(device), self.test),
             log_every=cfg.log_every, checkpoints=CheckpointPolicy(every=cfg.checkpoint_every, each_epoch=True),
             max_seconds=cfg.minutes * 60 if cfg.minutes else None, grad_accum=cfg.grad_accum,
             micro_batch=cfg.batch_size, precision=cfg.precision, on_nonfinite=cfg.on_nonfinite,
             extra_state=lambda: {"data_size": len(self.data), "track": "image"},
         )
+
+    def _semi_supervised(self, cfg: ImageConfig, everything, rank, device) -> SemiSupervisedBatches:
+        """All images (labels unused) and the ``cfg.labels`` labelled ones, drawn class-balanced with the run's
+        seed and recorded in ``labelled.json``."""
+        import json
+
+        labels = check_labels(self.data, cfg.num_classes)
+        chosen = labelled_indices(labels, cfg.labels, cfg.seed)
+        self.notes["labelled.json"] = json.dumps({"seed": cfg.seed, "count": len(chosen),
+                                                  "indices": chosen.tolist(),
+                                                  "labels": labels[chosen].tolist()})
+        few = image_batches(self.data.images[chosen], min(cfg.batch_size, len(chosen)), cfg.seed + 1,
+                            cfg.channels_last, 1, 0, 1, device)
+        return SemiSupervisedBatches(everything, few, labels[chosen], device)
 
     def describe(self, cfg: ImageConfig, plan: Plan) -> str:
         steps = plan.total_steps if plan.total_steps < 10**9 else "∞"
@@ -294,7 +323,13 @@ def train_image(cfg: ImageConfig | None = None, out: str | None = None, resume: 
     if classes(cfg) and data.classes and not run.resuming:   # a folder data set: one class per sub-folder
         cfg = dataclasses.replace(cfg, num_classes=len(data.classes))
     run.log(f"data: {data.description}")
-    finished = run_recipe(ImageRecipe(data), run, cfg, progress=progress, stop_at=stop_at, device=device)
+    test = None
+    if cfg.objective == "ssgan" and cfg.dataset in ("mnist", "fashion-mnist"):
+        try:   # its error rate is shown as training goes; without a test split the run trains all the same
+            test = load_dataset(cfg.dataset, "test", cfg.data_dir, cfg.download)
+        except UserError as exc:
+            run.log(f"no test error during training: {exc}")
+    finished = run_recipe(ImageRecipe(data, test), run, cfg, progress=progress, stop_at=stop_at, device=device)
     trainer = finished.trainer
     run.log(f"done at step {trainer.step}{' (stopped early)' if trainer.stopped_early else ''}: "
             f"samples in {run.path / 'samples'}, curves in {run.path / 'loss_curve.png'}")

@@ -1,0 +1,196 @@
+"""The discriminator as a recogniser: the semi-supervised GAN of Salimans et al. 2016 (objective ``ssgan``).
+
+The discriminator has K outputs, one per class; "fake" is the implicit (K+1)-th class with logit 0, so
+P(real | x) = Z/(Z+1) with Z = Σ_k exp ℓ_k.  It learns from three sources at once:
+- the few labelled images: cross-entropy over the K classes;
+- all the images, unlabelled: −log P(real | x), and the generator's fakes: −log P(fake | G(z)), i.e.
+  L_unsup = ½·E[softplus(lse ℓ(x)) − lse ℓ(x)] + ½·E[softplus(lse ℓ(G(z)))]  (the paper's weighting);
+the generator is trained by feature matching: ‖E f(x) − E f(G(z))‖² on D's last hidden layer, which makes its
+fakes useful to D rather than merely convincing.
+
+Architecture of the paper's MNIST run (openai/improved-gan ``train_mnist_feature_matching.py``): D an MLP
+784-1000-500-250-250-250 with weight normalisation and Gaussian noise on its input (σ 0.3) and hidden layers
+(σ 0.5); G 100-500-500-784 with batch norm and softplus.  (The original also initialises weight-normalised layers
+from data; here they start from the standard initialisation.)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from electra.core.batches import StepBatches
+from electra.errors import UserError
+from electra.image.objectives import ImageObjective, Noise
+
+HIDDEN = (1000, 500, 250, 250, 250)
+
+
+def _wn(layer: nn.Module) -> nn.Module:
+    return nn.utils.parametrizations.weight_norm(layer)
+
+
+class GaussianNoise(nn.Module):
+    def __init__(self, sigma: float) -> None:
+        super().__init__()
+        self.sigma = sigma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.sigma * torch.randn_like(x) if self.training else x
+
+
+class SSGANDiscriminator(nn.Module):
+    """The paper's MLP discriminator: K class logits; ``features`` is the last 250-unit hidden layer."""
+
+    def __init__(self, classes: int = 10, hidden: tuple[int, ...] = HIDDEN) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten(), GaussianNoise(0.3)]
+        width = 28 * 28
+        for h in hidden:
+            layers += [_wn(nn.Linear(width, h)), nn.LeakyReLU(0.2), GaussianNoise(0.5)]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.head = _wn(nn.Linear(width, classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor, with_features: bool = False):
+        h = self.body(x)
+        return (self.head(h), h) if with_features else self.head(h)
+
+
+class SSGANGenerator(nn.Module):
+    """100 → 500 → 500 (batch norm, softplus) → 784 (weight norm, tanh: the [-1, 1] range of the image track)."""
+
+    def __init__(self, noise_dim: int = 100) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(noise_dim, 500, bias=False), nn.BatchNorm1d(500), nn.Softplus(),
+            nn.Linear(500, 500, bias=False), nn.BatchNorm1d(500), nn.Softplus(),
+            _wn(nn.Linear(500, 28 * 28)), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(-1, 1, 28, 28)
+
+
+def unsupervised_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """½·E[−log P(real | x)] + ½·E[−log P(fake | G(z))] with P(real) = Z/(Z+1), written stably from lse ℓ."""
+    real, fake = real_logits.logsumexp(1), fake_logits.logsumexp(1)
+    return 0.5 * (F.softplus(real) - real).mean() + 0.5 * F.softplus(fake).mean()
+
+
+class SSGANObjective(ImageObjective):
+    updates = {"discriminator": ("discriminator",), "generator": ("generator",)}
+    groups = {"generator": ("generator",), "discriminator": ("discriminator",)}
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, noise: Noise) -> None:
+        self.G, self.D, self.noise = generator, discriminator, noise
+
+    def losses(self, update: str, batch: dict, cache: dict):
+        images = batch["unlabelled"]
+        if "fake" not in cache:
+            cache["fake"] = self.G(self.noise(images.shape[0]))
+        fake = cache["fake"]
+        if update == "discriminator":
+            x, y = batch["labelled"]
+            labelled = self.D(x)
+            supervised = F.cross_entropy(labelled, y)
+            unsupervised = unsupervised_loss(self.D(images), self.D(fake.detach()))
+            loss = supervised + unsupervised
+            return {"discriminator": loss}, {
+                "L_D": loss.detach(), "L_supervised": supervised.detach(),
+                "labelled_acc": (labelled.detach().argmax(1) == y).float().mean()}
+        if update == "generator":   # feature matching on D's last hidden layer
+            real_features = self.D.features(images).detach().mean(0)
+            loss = (real_features - self.D.features(fake).mean(0)).square().mean()
+            return {"generator": loss}, {"L_G": loss.detach()}
+        raise KeyError(f"SSGANObjective has no update '{update}'")
+
+
+def labelled_indices(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """``count`` indices, the same number from every class, drawn with ``seed`` (sorted)."""
+    classes = int(labels.max()) + 1
+    if count < classes or count % classes:
+        raise UserError(f"--labels {count}: give a multiple of the {classes} classes (the draw is class-balanced)")
+    per_class = count // classes
+    g = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c in range(classes):
+        members = (labels == c).nonzero().squeeze(1)
+        if len(members) < per_class:
+            raise UserError(f"--labels {count} needs {per_class} images of class {c}, but the data has "
+                            f"{len(members)}")
+        chosen.append(members[torch.randperm(len(members), generator=g, device="cpu")[:per_class]])
+    return torch.cat(chosen).sort().values
+
+
+class SemiSupervisedBatches:
+    """Per step: a batch of all images (their labels unused) and a batch of the labelled few (cycled)."""
+
+    def __init__(self, everything: StepBatches, labelled: StepBatches, labelled_labels: torch.Tensor,
+                 device) -> None:
+        self.everything, self.labelled, self.labels = everything, labelled, labelled_labels.to(device)
+        self.steps_per_epoch, self.global_batch = everything.steps_per_epoch, everything.global_batch
+
+    def __call__(self, step: int, micro: int = 0) -> dict:
+        index = self.labelled.indices(step, micro)
+        return {"unlabelled": self.everything(step, micro),
+                "labelled": (self.labelled.fetch(index), self.labels[index.to(self.labels.device)])}
+
+
+@torch.no_grad()
+def classify(discriminator: nn.Module, images_uint8: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    """Class probabilities (N × K, on the CPU) of uint8 N×28×28 images, the discriminator in eval mode."""
+    from electra.image.data import to_model_range
+
+    was_training = discriminator.training
+    discriminator.eval()
+    device = next(discriminator.parameters()).device
+    try:
+        return torch.cat([discriminator(to_model_range(c.to(device))).softmax(1).cpu()
+                          for c in images_uint8.split(batch)])
+    finally:
+        discriminator.train(was_training)
+
+
+def classify_target(run_dir, target=None, dataset: str | None = None, data_dir: str | None = None,
+                    out=None) -> dict:
+    """``electra image classify``: the digit a semi-supervised run's discriminator sees in each image of
+    ``target`` (an .npy or a folder of 28×28 PNGs) or of a data set's test split; accuracy when labels are known.
+    Predictions go to a CSV (index, prediction, probability) beside the target, or ``out``."""
+    from pathlib import Path
+
+    from electra.core.files import write_text
+    from electra.image.data import read_image_files
+    from electra.image.evaluate import images_from_array, read_npy, split_for_eval
+    from electra.image.train import load_run
+
+    system = load_run(run_dir)
+    if system.config.objective != "ssgan":
+        raise UserError(f"{run_dir} is a {system.config.objective} run; classify needs a semi-supervised one "
+                        f"(--preset ssgan)")
+    labels = None
+    if target is None:
+        test = split_for_eval(dataset or system.config.dataset, data_dir or system.config.data_dir)[1]
+        images, labels, source = test.images, test.labels, Path(run_dir) / "test-split"
+    else:
+        source = Path(target)
+        if source.is_dir():
+            images = read_image_files(source, fit=False)
+        elif source.suffix.lower() == ".npy":
+            images = images_from_array(read_npy(source), str(source))
+        else:
+            raise UserError(f"{source}: give an .npy file or a folder of 28x28 images")
+    probs = classify(system.modules["discriminator"], images)
+    best, predicted = probs.max(1)
+    path = Path(out) if out else source.with_name(source.name + ".predictions.csv")
+    write_text(path, "index,prediction,probability\n" + "".join(
+        f"{i},{int(p)},{float(q):.4f}\n" for i, (p, q) in enumerate(zip(predicted, best))))
+    report = {"n": len(images), "written_to": str(path),
+              "counts": torch.bincount(predicted, minlength=probs.shape[1]).tolist()}
+    if labels is not None:
+        report["accuracy"] = float((predicted == labels).float().mean())
+        report["error"] = 1.0 - report["accuracy"]
+    return report

@@ -1,0 +1,95 @@
+"""The semi-supervised GAN: the K+1 loss, the labelled draw, test error while training, classify, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from electra.config import apply_overrides
+from electra.image.config import preset_config
+from electra.image.semi_supervised import labelled_indices, unsupervised_loss
+from electra.image.train import train_image
+
+from test_cli import assert_one_line_error, run_cli
+
+
+def test_the_unsupervised_loss_is_the_k_plus_one_class_likelihood():
+    real, fake = torch.randn(5, 10), torch.randn(7, 10) * 3
+    p_real = lambda logits: logits.exp().sum(1) / (logits.exp().sum(1) + 1)  # noqa: E731  the fake logit is 0
+    expected = -0.5 * p_real(real).log().mean() - 0.5 * (1 - p_real(fake)).log().mean()
+    assert unsupervised_loss(real, fake).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_labels_are_drawn_class_balanced_and_seeded():
+    labels = torch.arange(1000) % 10
+    a, b, c = labelled_indices(labels, 100, 0), labelled_indices(labels, 100, 0), labelled_indices(labels, 100, 1)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.bincount(labels[a], minlength=10).tolist() == [10] * 10 and len(set(a.tolist())) == 100
+
+
+@pytest.fixture(scope="module")
+def ss_run(tmp_path_factory):
+    from conftest import make_digits
+    from electra.image.idx import write_idx
+
+    root = tmp_path_factory.mktemp("ss")
+    mnist = root / "mnist"
+    mnist.mkdir()
+    for split, n, seed in (("train", 200, 1), ("t10k", 60, 2)):
+        images, labels = make_digits(n, seed=seed)
+        write_idx(mnist / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(mnist / f"{split}-labels-idx1-ubyte.gz", labels)
+    cfg = apply_overrides(preset_config("ssgan"), {"dataset": "mnist", "data_dir": str(mnist), "labels": 20,
+                                                   "batch_size": 20, "epochs": 3, "log_every": 5, "grid_size": 4,
+                                                   "lr": 1e-3})
+    return train_image(cfg, out=str(root / "run"), progress=False), mnist
+
+
+def test_the_run_records_its_labels_and_reports_test_error_each_epoch(ss_run):
+    run, _ = ss_run
+    drawn = json.loads((run / "labelled.json").read_text())
+    assert drawn["count"] == 20 and sorted(np.bincount(drawn["labels"], minlength=10).tolist()) == [2] * 10
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    errors = [r["test_error"] for r in rows if "test_error" in r]
+    assert len(errors) == 3 and all(0 <= e <= 1 for e in errors)
+    assert any("L_supervised" in r for r in rows)
+
+
+def test_classify_a_test_split_an_npy_and_a_png_folder(ss_run, capsys, tmp_path):
+    from PIL import Image
+
+    run, mnist = ss_run
+    code, out, err = run_cli(capsys, "image", "classify", str(run), "--out", str(tmp_path / "test.csv"))
+    assert code == 0, err
+    assert "accuracy" in out and len((tmp_path / "test.csv").read_text().splitlines()) == 61
+    from conftest import make_digits
+
+    images, _ = make_digits(5, seed=9)
+    np.save(tmp_path / "x.npy", images)
+    code, out, err = run_cli(capsys, "image", "classify", str(run), str(tmp_path / "x.npy"))
+    assert code == 0, err and "accuracy" not in out
+    assert (tmp_path / "x.npy.predictions.csv").read_text().splitlines()[0] == "index,prediction,probability"
+    (tmp_path / "pngs").mkdir()
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(tmp_path / "pngs" / f"{i}.png")
+    code, _, err = run_cli(capsys, "image", "classify", str(run), str(tmp_path / "pngs"))
+    assert code == 0, err
+    assert (tmp_path / "x.npy.predictions.csv").read_text() == (tmp_path / "pngs.predictions.csv").read_text()
+
+
+@pytest.mark.parametrize("labels,fragment", [(5, "multiple of the 10 classes"), (6000, "needs 600 images of class")])
+def test_impossible_label_counts(capsys, tmp_path, labels, fragment):
+    code, _, err = run_cli(capsys, "image", "train", "--preset", "ssgan", "--labels", str(labels), "--steps", "1",
+                           "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_classify_refuses_a_run_that_is_not_semi_supervised(capsys, tmp_path, mnist_dir):
+    from conftest import TINY
+
+    plain = train_image(apply_overrides(preset_config("dcgan"), {**TINY, "data_dir": str(mnist_dir), "steps": 2}),
+                        out=str(tmp_path / "plain"), progress=False)
+    code, _, err = run_cli(capsys, "image", "classify", str(plain))
+    assert_one_line_error(code, err, "semi-supervised")
