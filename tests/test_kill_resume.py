@@ -23,19 +23,25 @@ def _timed(*argv):
 def test_image_training_killed_three_times_ends_as_one_run(mnist_dir, tmp_path):
     full = tmp_path / "full"
     seconds = _timed(*_image_argv(mnist_dir, full))
-    run = tmp_path / "run"
-    resume = ["image", "train", "--resume", str(run), "--quiet"]
-    kills = 0
-    # moments as shares of an uninterrupted run: in start-up (before the folder exists), then inside training
-    for share in (0.1, 0.8, 0.9):
-        if finished(run, 150):
+    # moments as shares of an uninterrupted run: in start-up (before the folder exists), then inside training; on a
+    # busy machine a run's length varies, so an attempt whose kills came too late starts again with earlier ones
+    for attempt, scale in enumerate((1.0, 0.6, 0.35)):
+        run = tmp_path / f"run-{attempt}"
+        resume = ["image", "train", "--resume", str(run), "--quiet"]
+        kills = 0
+        for share in (0.1, 0.8, 0.9):
+            if finished(run, 150):
+                break
+            kills += killed_after(scale * share * seconds, *next_command(run, _image_argv(mnist_dir, run), resume))
+            assert not run.exists() or not unreadable_files(run)
+        if kills >= 2:
             break
-        kills += killed_after(share * seconds, *next_command(run, _image_argv(mnist_dir, run), resume))
-        assert not run.exists() or not unreadable_files(run)
+    else:
+        raise AssertionError("fewer than two kills landed before the end of training in every attempt")
     if not finished(run, 150):
         result = run_electra(*next_command(run, _image_argv(mnist_dir, run), resume))
         assert result.returncode == 0, result.stderr[-2000:]
-    assert kills >= 2 and same_weights(full, run) and not unreadable_files(run)
+    assert same_weights(full, run) and not unreadable_files(run)
 
 
 def test_text_pretraining_killed_mid_run_ends_as_one_run(corpus, tmp_path):
