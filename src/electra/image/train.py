@@ -76,8 +76,10 @@ def _one_batch(models: dict[str, torch.nn.Module], cfg: ImageConfig) -> None:
     for name, model in models.items():
         if name == "generator":
             model(torch.zeros(cfg.batch_size, cfg.noise_dim + classes(cfg), device="meta"))
+        elif name == "discriminator":
+            model(images, *labels)
         else:
-            model(images, *labels) if name == "discriminator" else model(images)
+            model(images)
 
 
 def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageSystem:

@@ -26,12 +26,6 @@ DECOMPRESSION_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
 CHUNK = 1 << 20
 
 
-def compression_of(path: Path) -> str | None:
-    with open(path, "rb") as f:
-        head = f.read(6)
-    return next((name for magic, name, _ in MAGIC if head.startswith(magic)), None)
-
-
 class TextFiles:
     """Text files read in order; ``raw_bytes_read`` is how far into the files on disk the reading is (for a
     progress bar over ``total_bytes``, compressed or not)."""
@@ -88,8 +82,6 @@ class TextFiles:
     def check(self) -> list[Path]:
         """Every file exists, is not empty, is text (no NUL bytes) and decodes; errors name the file and the byte
         offset in its (decompressed) text."""
-        if not self.paths:
-            raise UserError("no input files given (--files F …)")
         has_text = False
         for path in self.paths:
             decoder = codecs.getincrementaldecoder(self.encoding)(self.errors)
@@ -124,10 +116,3 @@ def existing_files(files) -> list[Path]:
         if not path.is_file():
             raise UserError(f"text file {path} does not exist")
     return paths
-
-
-def read_text(path: Path, encoding: str = "utf-8") -> str:
-    """A whole (small) file's text, decompressed if it is compressed."""
-    files = TextFiles([path], encoding)
-    return b"".join(files.chunks(Path(path))).decode(encoding)
-
