@@ -2,6 +2,7 @@
 
     python benchmarks/text_quality.py [--budgets 15 60] [--models rtd gdes mlm random] [--work DIR]
         [--blimp-per-phenomenon 100] [--sst2-seeds 3] [--cola-seeds 5] [--only pretrain|zero-shot|finetune]
+        [--tasks sst-2 cola]
 
 Pre-trains the ``tiny`` preset on ``gutenberg-40m`` (one pass at most: 60 minutes at ~10k tokens/s is ~36M of its
 ~55M tokens, so no text repeats) for a wall-clock budget (``minutes=``; the lr decays to 0 by the budget's end),
@@ -219,6 +220,8 @@ def main() -> None:
     parser.add_argument("--sst2-seeds", type=int, default=3)
     parser.add_argument("--cola-seeds", type=int, default=5)
     parser.add_argument("--only", choices=["pretrain", "zero-shot", "finetune"], default=None)
+    parser.add_argument("--tasks", nargs="+", default=["sst-2", "cola"], choices=["sst-2", "cola"],
+                        help="the fine-tuning cells to run (CoLA's are the quick ones)")
     parser.add_argument("--table", action="store_true", help="print the table of the cells done, run nothing")
     args = parser.parse_args()
     if not args.table:
@@ -231,8 +234,9 @@ def main() -> None:
             if args.only in (None, "zero-shot"):
                 zero_shot_cell(model, minutes, run, args.blimp_per_phenomenon)
             if args.only in (None, "finetune"):
-                finetune_cell(model, minutes, run, "sst-2", args.sst2_seeds, work)
-                finetune_cell(model, minutes, run, "cola", args.cola_seeds, work)
+                for task in args.tasks:
+                    finetune_cell(model, minutes, run, task, {"sst-2": args.sst2_seeds, "cola": args.cola_seeds}[task],
+                                  work)
     table(args.budgets, args.models)
 
 

@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--data-dir", default=None)
     cl.add_argument("--out", default=None, help="predictions CSV (default: beside the images)")
 
+    ex = cmds.add_parser("export", help="the run's generator as an ONNX model (noise [and class] → uint8 images)")
+    ex.add_argument("run_dir")
+    ex.add_argument("--onnx", required=True, metavar="FILE.onnx")
+
     text = tracks.add_parser("text", help="ELECTRA replaced-token-detection pre-training of text encoders")
     tcmds = text.add_subparsers(dest="command", required=True, parser_class=_Parser)
     tok = tcmds.add_parser("tokenizer", help="train a lower-cased WordPiece vocabulary")
@@ -177,11 +181,20 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--batch-size", type=int, default=128)
     bl.add_argument("--out", default=None, help="JSON report (default: MODEL/blimp.json)")
 
+    tx = tcmds.add_parser("export", help="a run's discriminator and generator as ONNX models (with the tokenizer)")
+    tx.add_argument("model", help="text run folder or HF ELECTRA directory")
+    tx.add_argument("--onnx", required=True, metavar="DIR", help="a new folder for the .onnx files")
+
     dt = tcmds.add_parser("detect", help="per-token probability that a token was replaced (the discriminator)")
     dt.add_argument("model", help="run folder or HF ELECTRA discriminator directory")
     dt.add_argument("text")
     dt.add_argument("--threshold", type=float, default=0.5)
     dt.add_argument("--json", action="store_true")
+
+    demo = tracks.add_parser("demo", help="a local web page to try a trained run (the demo extra: Gradio)")
+    demo.add_argument("run_dir", help="image run, text run or HF ELECTRA folder")
+    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
     return parser
 
 
@@ -259,6 +272,13 @@ def _text(args, extra: list[str]) -> int:
         print(format_blimp(report))
         print(f"wrote {report['written_to']}")
         return 0
+    if args.command == "export":
+        from electra.text.onnx_export import export_text
+
+        info = export_text(args.model, args.onnx)
+        print(f"wrote {args.onnx}: {', '.join(m['file'] for m in info['models'].values())}, tokenizer.json "
+              f"(opset {info['opset']})")
+        return 0
     if args.command == "tokenizer":
         from electra.text.tokenizer import train_tokenizer
 
@@ -318,6 +338,12 @@ def _image_train(args, extra: list[str]) -> int:
 
 
 def dispatch(args, extra: list[str]) -> int:
+    if args.track == "demo":
+        if extra:
+            raise UserError(f"unexpected arguments: {' '.join(extra)}")
+        from electra.demo.app import serve
+
+        return serve(args.run_dir, args.host, args.port)
     if args.track == "text":
         if args.command not in ("pretrain", "finetune") and extra:
             raise UserError(f"unexpected arguments: {' '.join(extra)}")
@@ -345,6 +371,13 @@ def dispatch(args, extra: list[str]) -> int:
         report = evaluate(args.target, args.dataset, args.data_dir, n=args.n, seed=args.seed, floor=not args.no_floor)
         print(format_report(report))
         print(f"wrote {report['written_to']}")
+        return 0
+    if args.command == "export":
+        from electra.image.onnx_export import export_generator
+
+        info = export_generator(args.run_dir, args.onnx)
+        print(f"wrote {info['onnx']} (opset {info['opset']}; inputs {', '.join(info['inputs'])}; output images "
+              f"uint8 [batch, 28, 28])")
         return 0
     if args.command == "classify":
         from electra.image.semi_supervised import classify_target

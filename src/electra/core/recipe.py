@@ -16,6 +16,7 @@ import torch
 from electra.core import distributed
 from electra.core.checkpoint import has_checkpoint
 from electra.core.run import RunFolder
+from electra.core.tensorboard import TensorBoardLog, require_tensorboard
 from electra.core.threads import use_threads
 from electra.core.trainer import Plan, Trainer
 from electra.errors import UserError
@@ -73,6 +74,9 @@ def _train(recipe: Recipe, run: RunFolder, cfg: Any, progress: bool, stop_at: in
                 raise UserError(f"{run.path} already reached {reached}; raise --steps/--epochs/--minutes to go on")
         if stop_at is not None and stop_at <= trainer.step:
             raise UserError(f"--stop-at {stop_at} is not after the run's step {trainer.step}")
+        tensorboard = getattr(cfg, "log_to", "jsonl") == "tensorboard" and distributed.current().is_main
+        if tensorboard:
+            require_tensorboard()
         run.mkdir()
         run.write_config(cfg, **recipe.facts)
         for name, text in recipe.notes.items():
@@ -82,7 +86,13 @@ def _train(recipe: Recipe, run: RunFolder, cfg: Any, progress: bool, stop_at: in
             start = "resuming a run stopped before its first checkpoint: from step 0"
         run.log(f"run folder: {run.path}  ({start}, {recipe.describe(cfg, plan)}; {torch.get_num_threads()} "
                 f"threads)")
-        trainer.run()
+        if tensorboard:
+            trainer.tensorboard = TensorBoardLog(run.path, cfg, trainer.step)
+        try:
+            trainer.run()
+        finally:
+            if trainer.tensorboard is not None:
+                trainer.tensorboard.close()
     distributed.barrier()
     return Finished(run.path, trainer)
 

@@ -150,6 +150,8 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0            # training seconds of the whole run so far, resumes included
         self.stopped_early = False    # ended at the time budget or stop_at, before total_steps
+        self.tensorboard = None       # a TensorBoardLog (log_to=tensorboard; the main rank only)
+        self._metrics: MetricsLog | None = None
         self._params = {n: [p for g in o.param_groups for p in g["params"]] for n, o in self.optimizers.items()}
         # taken before any checkpoint is loaded: a checkpoint holds the lr scheduled at its step, not the base
         self._base_lrs = {n: [g["lr"] for g in o.param_groups] for n, o in self.optimizers.items()}
@@ -293,12 +295,20 @@ class Trainer:
             return float(distributed.average_scalars(clock).item())
         return elapsed
 
+    def write_metrics(self, row: dict) -> None:
+        """One row into metrics.jsonl (and TensorBoard): the training loop's rows and the hooks' own (eval_*)."""
+        if self._metrics is None:
+            self._metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self._metrics.write(row)
+        if self.tensorboard is not None:
+            self.tensorboard.scalars(row)
+
     def run(self) -> dict[str, float]:
         """Train from the current step to total_steps (or the time budget, or stop_at); return the last logged row."""
         plan, main = self.plan, self.dist.is_main
         start_step, elapsed_before = self.step, self.elapsed
         # rows past the step this run starts from were written by a run that was stopped after them: drop them
-        metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start_step) if main else None
+        self._metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=start_step) if main else None
         for m in self.modules.values():
             m.train()
         running = RunningMeans()
@@ -330,7 +340,7 @@ class Trainer:
                     row = self._log_row(running, steps_since_log, now - t_log)
                     t_log, steps_since_log = now, 0
                     if main:
-                        metrics.write(row)
+                        self.write_metrics(row)
                         plan.hooks.on_log(self, row)
                         bar.set_postfix_str(_postfix(row, plan.item_name), refresh=False)
                     last_row = row

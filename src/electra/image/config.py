@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from electra.config import check, from_preset, from_saved
 from electra.core.schedules import LR_DECAYS
+from electra.core.tensorboard import LOG_TO
 from electra.core.trainer import NONFINITE_POLICIES, PRECISIONS
 from electra.image.augment import POLICIES, parse_policy
 from electra.image.data import DATASETS
@@ -74,6 +75,7 @@ class ImageConfig:
     seed: int = 0
     log_every: int = 25
     checkpoint_every: int = 1000
+    log_to: str = "jsonl"                # jsonl | tensorboard (metrics.jsonl always; tensorboard adds event files)
     grid_size: int = 64                  # fixed-noise samples drawn into each epoch's grid
 
     def validate(self) -> None:
@@ -112,6 +114,7 @@ class ImageConfig:
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.on_nonfinite in NONFINITE_POLICIES, f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}"),
             (self.threads >= 0, "threads must be 0 (the free cores) or more"),
+            (self.log_to in LOG_TO, f"log_to must be one of {', '.join(LOG_TO)}"),
             (all(p in POLICIES for p in parse_policy(self.augment)),
              f"augment must be none or a comma-separated list of {', '.join(POLICIES)}"),
             (not parse_policy(self.augment) or self.objective in ("gan", "cgan"),

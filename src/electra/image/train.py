@@ -14,7 +14,7 @@ from electra.core import checkpoint as ckpt
 from electra.core import distributed
 from electra.core.memory import require_fits
 from electra.core.log import log
-from electra.core.metrics import MetricsLog, plot_curves, read_metrics
+from electra.core.metrics import plot_curves, read_metrics
 from electra.core.recipe import global_batch_text, run_recipe
 from electra.core.run import RunFolder
 from electra.core.schedules import Alternating, EveryStep, Phased, lr_decay
@@ -27,11 +27,12 @@ from electra.image.data import ImageSet, image_batches, load_dataset, to_uint8
 from electra.image.ema import ema_decay, refresh_batch_norm, update_average
 from electra.image.models import build_models
 from electra.image.objectives import GANObjective, Noise, VAEGANObjective, VAEObjective
-from electra.image.pictures import save_grid
+from electra.image.pictures import make_grid, save_png
 from electra.image.semi_supervised import SSGANObjective, SemiSupervisedBatches, classify, labelled_indices
 
 # Keys a resumed run may change: how long it runs and how often it reports, nothing that changes the maths.
-RESUMABLE_KEYS = {"epochs", "steps", "minutes", "log_every", "checkpoint_every", "on_nonfinite", "threads"}
+RESUMABLE_KEYS = {"epochs", "steps", "minutes", "log_every", "checkpoint_every", "on_nonfinite", "threads",
+                  "log_to"}
 CURVE_KEYS = ["L_G", "L_D", "L_ELECTRA", "reconstruction", "KL"]
 
 
@@ -166,8 +167,10 @@ class ImageHooks(Hooks):
         self._ready_sampler(trainer)
         cfg = self.system.config
         ncol = max(1, cfg.grid_size // cfg.num_classes) if classes(cfg) else None   # one row per class
-        return save_grid(sample_images(self.system.sampler, self.fixed_noise), trainer.run_dir / "samples" / name,
-                         ncol=ncol)
+        picture = make_grid(sample_images(self.system.sampler, self.fixed_noise).numpy(), ncol=ncol, scale=2)
+        if trainer.tensorboard is not None:
+            trainer.tensorboard.image("samples", picture, trainer.step)
+        return save_png(picture, trainer.run_dir / "samples" / name)
 
     def before_checkpoint(self, trainer) -> None:
         self._ready_sampler(trainer)
@@ -176,7 +179,7 @@ class ImageHooks(Hooks):
         self.grid(trainer, f"epoch-{epoch:03d}.png")
         if self.test is not None:   # ssgan: the discriminator as a classifier, on the test split
             error = test_error(self.system.modules["discriminator"], self.test)
-            MetricsLog(trainer.run_dir / "metrics.jsonl").write({"step": trainer.step, "test_error": error})
+            trainer.write_metrics({"step": trainer.step, "test_error": error})
             log(f"epoch {epoch}: test error {100 * error:.2f}% ({len(self.test)} test images)")
 
     def on_finish(self, trainer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from electra.config import check, from_preset, from_saved
+from electra.core.tensorboard import LOG_TO
 from electra.core.trainer import NONFINITE_POLICIES, PRECISIONS
 
 DEFAULT_PRESET = "tiny"
@@ -59,6 +60,7 @@ class TextConfig:
     log_every: int = 50
     checkpoint_every: int = 1000
     plateau_check_step: int = 1000        # warn if the discriminator's AUC is still ≈ 0.5 at this step (0 = never)
+    log_to: str = "jsonl"                # jsonl | tensorboard (metrics.jsonl always; tensorboard adds event files)
     eval_files: str = ""                  # held-out text (comma-separated paths): eval_* figures at every checkpoint
     eval_examples: int = 500              # packed held-out examples those figures use
 
@@ -82,6 +84,7 @@ class TextConfig:
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.on_nonfinite in NONFINITE_POLICIES, f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}"),
             (self.threads >= 0, "threads must be 0 (the free cores) or more"),
+            (self.log_to in LOG_TO, f"log_to must be one of {', '.join(LOG_TO)}"),
             (self.eval_examples >= 1, "eval_examples must be at least 1"),
             (self.embedding_sharing in EMBEDDING_SHARING,
              f"embedding_sharing must be one of {', '.join(EMBEDDING_SHARING)}"),

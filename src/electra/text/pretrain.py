@@ -11,7 +11,7 @@ import torch
 from electra.core import distributed
 from electra.core.log import log, warn
 from electra.core.memory import require_fits
-from electra.core.metrics import MetricsLog, plot_curves, read_metrics
+from electra.core.metrics import plot_curves, read_metrics
 from electra.core.recipe import global_batch_text, run_recipe
 from electra.core.run import RunFolder
 from electra.core.schedules import EveryStep, warmup_linear_decay
@@ -24,7 +24,7 @@ from electra.text.objectives import MaskedLMObjective, RTDObjective
 from electra.text.tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer
 
 RESUMABLE_KEYS = {"steps", "minutes", "log_every", "checkpoint_every", "plateau_check_step", "on_nonfinite", "threads",
-                  "eval_files", "eval_examples"}
+                  "eval_files", "eval_examples", "log_to"}
 CURVES = ["loss", "mlm_loss", "disc_loss", "disc_auc", "disc_recall", "gen_acc"]
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm")
 
@@ -82,7 +82,7 @@ class TextHooks(Hooks):
         figures = heldout_figures(trainer.modules, self.heldout, self.cfg)
         row = {"step": trainer.step, **{f"eval_{k}": v for k, v in figures.items()
                                         if k not in ("examples", "masked_tokens")}}
-        MetricsLog(trainer.run_dir / "metrics.jsonl").write(row)
+        trainer.write_metrics(row)
 
     def on_checkpoint(self, trainer) -> None:
         export_hf(trainer.modules, trainer.run_dir, self.tokenizer_dir)
