@@ -84,3 +84,22 @@ def test_export_refuses_bad_input(tmp_path, capsys):
     code, _, err = run_cli(capsys, "text", "export", str(tmp_path / "empty"), "--onnx", str(tmp_path / "o"))
     assert_one_line_error(code, err, "no discriminator/")
     assert not (tmp_path / "o").exists() and not (tmp_path / "g.onnx").exists()
+
+
+def test_the_readme_lines_draw_digits_from_the_export(mnist_dir, tmp_path, capsys):
+    """The README's onnxruntime-and-numpy snippet, run as written on an exported tiny generator."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    snippet = re.search(r"```python\n(import numpy as np, onnxruntime as ort\n.*?)```", readme, re.S).group(1)
+    assert len(snippet.strip().splitlines()) <= 10
+    run = train_image(apply_overrides(preset_config("dcgan"), {**TINY, "data_dir": str(mnist_dir), "steps": 2}),
+                      out=str(tmp_path / "run"), progress=False)
+    assert run_cli(capsys, "image", "export", str(run), "--onnx", str(tmp_path / "g.onnx"))[0] == 0
+    subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, check=True)
+    assert Image.open(tmp_path / "digits.png").size == (112, 112)

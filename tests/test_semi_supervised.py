@@ -93,3 +93,18 @@ def test_classify_refuses_a_run_that_is_not_semi_supervised(capsys, tmp_path, mn
                         out=str(tmp_path / "plain"), progress=False)
     code, _, err = run_cli(capsys, "image", "classify", str(plain))
     assert_one_line_error(code, err, "semi-supervised")
+
+
+def test_unlabelled_weight_zero_trains_on_the_labelled_digits_alone():
+    from electra.image.semi_supervised import SSGANDiscriminator, SSGANGenerator, SSGANObjective
+
+    torch.manual_seed(0)
+    gen, disc = SSGANGenerator(), SSGANDiscriminator()
+    batch = {"unlabelled": torch.rand(6, 1, 28, 28) * 2 - 1, "labelled": (torch.rand(4, 1, 28, 28) * 2 - 1,
+                                                                         torch.tensor([0, 1, 2, 3]))}
+    noise = lambda n: torch.randn(n, 100)  # noqa: E731
+    disc.eval()   # no Gaussian noise layers: the two losses are compared on the same function
+    both, _ = SSGANObjective(gen, disc, noise).losses("discriminator", batch, {})
+    alone, stats = SSGANObjective(gen, disc, noise, unlabelled_weight=0.0).losses("discriminator", batch, {})
+    assert alone["discriminator"].item() == pytest.approx(stats["L_supervised"].item())
+    assert both["discriminator"].item() > alone["discriminator"].item()   # the real/fake term is positive

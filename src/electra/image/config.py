@@ -36,6 +36,7 @@ class ImageConfig:
     objective: str = "gan"               # gan | cgan (class-conditional) | vae | vaegan
     num_classes: int = 10                # cgan, ssgan: classes of the data (set from a folder data set's sub-folders)
     labels: int = 100                    # ssgan: labelled images (a seeded class-balanced draw), the rest unlabelled
+    unlabelled_weight: float = 1.0       # ssgan: weight of the real/fake term; 0: D learns from the labelled alone
     loss_reduction: str = "mean"         # mean: losses comparable across batch sizes; sum: Σ exactly as written
     real_label: float = 1.0              # < 1: one-sided label smoothing of D's real target
     augment: str = "none"                # gan: DiffAugment of everything D judges, e.g. translation,cutout
@@ -121,6 +122,7 @@ class ImageConfig:
              "augment is an option of objectives gan and cgan"),
             (self.objective != "cgan" or self.model == "dcgan", "objective cgan needs model dcgan"),
             ((self.objective == "ssgan") == (self.model == "ssgan-mlp"), "objective ssgan goes with model ssgan-mlp"),
+            (self.unlabelled_weight >= 0, "unlabelled_weight must be 0 or more"),
             (self.labels >= 1, "labels must be at least 1"),
             (self.num_classes >= 2, "num_classes must be at least 2"),
         ]

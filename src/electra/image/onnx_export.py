@@ -38,7 +38,7 @@ def export_generator(run_dir: str | Path, out: str | Path) -> dict:
     cfg = system.config
     k = classes(cfg)
     wrapper = ImagesFromNoise(system.sampler, k)
-    example = (torch.randn(2, cfg.noise_dim),) + ((torch.tensor([0, 1]),) if k else ())
+    example = (torch.randn(2, cfg.noise_dim, device="cpu"),) + ((torch.tensor([0, 1], device="cpu"),) if k else ())
     names = ["noise"] + (["label"] if k else [])
     path = export_onnx(wrapper, example, names, ["images"], {n: {0: "batch"} for n in names}, out)
     info = {"onnx": str(path), "opset": OPSET, "noise_dim": cfg.noise_dim, "classes": k,

@@ -85,8 +85,10 @@ class SSGANObjective(ImageObjective):
     updates = {"discriminator": ("discriminator",), "generator": ("generator",)}
     groups = {"generator": ("generator",), "discriminator": ("discriminator",)}
 
-    def __init__(self, generator: nn.Module, discriminator: nn.Module, noise: Noise) -> None:
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, noise: Noise,
+                 unlabelled_weight: float = 1.0) -> None:
         self.G, self.D, self.noise = generator, discriminator, noise
+        self.unlabelled_weight = unlabelled_weight   # 0: the supervised-only baseline (the fakes never reach D)
 
     def losses(self, update: str, batch: dict, cache: dict):
         images = batch["unlabelled"]
@@ -97,8 +99,9 @@ class SSGANObjective(ImageObjective):
             x, y = batch["labelled"]
             labelled = self.D(x)
             supervised = F.cross_entropy(labelled, y)
-            unsupervised = unsupervised_loss(self.D(images), self.D(fake.detach()))
-            loss = supervised + unsupervised
+            loss = supervised
+            if self.unlabelled_weight:
+                loss = loss + self.unlabelled_weight * unsupervised_loss(self.D(images), self.D(fake.detach()))
             return {"discriminator": loss}, {
                 "L_D": loss.detach(), "L_supervised": supervised.detach(),
                 "labelled_acc": (labelled.detach().argmax(1) == y).float().mean()}

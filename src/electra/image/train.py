@@ -97,7 +97,7 @@ def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageS
         objective = game(modules["generator"], modules["discriminator"], noise, cfg.loss_reduction, cfg.real_label,
                          parse_policy(cfg.augment))
     elif cfg.objective == "ssgan":
-        objective = SSGANObjective(modules["generator"], modules["discriminator"], noise)
+        objective = SSGANObjective(modules["generator"], modules["discriminator"], noise, cfg.unlabelled_weight)
     elif cfg.objective == "vae":
         objective = VAEObjective(modules["encoder"], modules["generator"], noise, cfg.vae_beta)
     else:

@@ -34,7 +34,8 @@ def _parts(model: Path) -> dict[str, Path]:
     """name → HF folder: a run's discriminator/, generator/ and mlm/, or one plain HF folder by its architecture."""
     if not model.exists():
         raise UserError(f"model {model} does not exist; give a text run folder or an HF ELECTRA directory")
-    parts = {name: model / name for name in ("discriminator", "generator", "mlm") if (model / name / "config.json").is_file()}
+    parts = {name: model / name for name in ("discriminator", "generator", "mlm")
+             if (model / name / "config.json").is_file()}
     if parts:
         return parts
     if not (model / "config.json").is_file():
@@ -60,8 +61,8 @@ def export_text(model: str | Path, out: str | Path) -> dict:
             # eager attention: the exported graph must apply the mask it is given, whatever the example's mask
             net = load_hf(cls, folder, name, attn_implementation="eager").eval()
             positions = net.config.max_position_embeddings
-            ids = torch.tensor([[2, 5, 6, 3], [2, 7, 3, 0]]) % net.config.vocab_size
-            mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+            ids = torch.tensor([[2, 5, 6, 3], [2, 7, 3, 0]], device="cpu") % net.config.vocab_size
+            mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], device="cpu")
             axes = {0: "batch", 1: "length"}
             export_onnx(LogitsOnly(net), (ids, mask), ["input_ids", "attention_mask"], ["logits"],
                         {"input_ids": axes, "attention_mask": axes}, tmp / f"{name}.onnx", {"length": positions})

@@ -1,0 +1,97 @@
+"""The discriminator as a recogniser: MNIST test error of the semi-supervised GAN (preset ``ssgan``) with 20, 100
+and 1,000 labelled digits, over several label draws, beside the same discriminator trained on the same labelled
+digits alone (``unlabelled_weight=0``: no unlabelled images, no fakes).
+
+    python benchmarks/semi_supervised.py [--labels 20 100 1000] [--draws 0 1 2] [--epochs 10]
+        [--variants ssgan supervised] [--table]
+
+Each cell (variant, labels, draw, epochs) trains ``electra image train --preset ssgan --labels N seed=DRAW`` on full
+MNIST (the draw is the run's seed: it picks the labelled digits and the initial weights) and records the test error
+after the last epoch (no model selection on the test set), the best epoch's error for reference, and the minutes
+it took, as JSON in ``benchmarks/results/semi_supervised/``.  Cells already there are skipped, so the table fills
+over several runs.  The paper's schedule is 300 epochs; ``--epochs`` sets how much of it a cell runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import SHARED, say  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "semi_supervised"
+VARIANTS = {"ssgan": {}, "supervised": {"unlabelled_weight": 0.0}}
+
+
+def cell_path(variant: str, labels: int, draw: int, epochs: int) -> Path:
+    return RESULTS / f"{variant}-{labels}labels-draw{draw}-{epochs}ep.json"
+
+
+def run_cell(variant: str, labels: int, draw: int, epochs: int) -> dict:
+    from electra.config import apply_overrides
+    from electra.core.metrics import read_metrics
+    from electra.image.config import preset_config
+    from electra.image.train import train_image
+
+    path = cell_path(variant, labels, draw, epochs)
+    if path.is_file():
+        return json.loads(path.read_text())
+    cfg = apply_overrides(preset_config("ssgan"), {"dataset": "mnist", "data_dir": str(SHARED / "mnist"),
+                                                   "labels": labels, "seed": draw, "epochs": epochs,
+                                                   **VARIANTS[variant]})
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        run = train_image(cfg, out=str(Path(tmp) / "run"), progress=False)
+        minutes = (time.perf_counter() - t) / 60
+        errors = [r["test_error"] for r in read_metrics(run / "metrics.jsonl") if "test_error" in r]
+    result = {"variant": variant, "labels": labels, "draw": draw, "epochs": epochs,
+              "test_error": errors[-1], "best_epoch_error": min(errors), "errors_by_epoch": errors,
+              "minutes": round(minutes, 2)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    say(f"{variant} {labels} labels draw {draw}: test error {100 * errors[-1]:.2f}% after {epochs} epochs "
+        f"({minutes:.1f} min)")
+    return result
+
+
+def table(labels_list, draws, epochs, variants) -> None:
+    say(f"\n{'variant':11s} {'labels':>6s} {'epochs':>6s} {'draws':>5s} {'error % (mean ± std)':>21s} "
+        f"{'best epoch %':>12s} {'min/run':>7s}")
+    for variant in variants:
+        for labels in labels_list:
+            done = [json.loads(cell_path(variant, labels, d, epochs).read_text()) for d in draws
+                    if cell_path(variant, labels, d, epochs).is_file()]
+            if not done:
+                continue
+            errs = [100 * c["test_error"] for c in done]
+            best = [100 * c["best_epoch_error"] for c in done]
+            std = statistics.stdev(errs) if len(errs) > 1 else float("nan")
+            say(f"{variant:11s} {labels:6d} {epochs:6d} {len(done):5d} {statistics.mean(errs):12.2f} ± {std:5.2f}  "
+                f"{statistics.mean(best):12.2f} {statistics.mean(c['minutes'] for c in done):7.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--labels", nargs="+", type=int, default=[20, 100, 1000])
+    parser.add_argument("--draws", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--table", action="store_true", help="print the cells done, run nothing")
+    args = parser.parse_args()
+    if not args.table:
+        for draw in args.draws:            # every setting once before any gets a second draw
+            for labels in args.labels:
+                for variant in args.variants:
+                    run_cell(variant, labels, draw, args.epochs)
+    table(args.labels, args.draws, args.epochs, args.variants)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The demo web page (``electra demo``; the optional demo extra)."""

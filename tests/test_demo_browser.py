@@ -1,0 +1,207 @@
+"""``electra demo`` driven the way a person uses it: a real headless Chromium (Debian's, through Playwright) on the
+page served by the command, for a conditional image run, a semi-supervised run and a text run.  The page must show
+exactly what the library draws and scores, answer bad input with a message, and leave the run folder untouched."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from electra.config import apply_overrides
+from electra.image.config import preset_config
+from electra.image.train import train_image
+from browser_helpers import launch_chromium, serving
+from conftest import TINY, make_digits
+from electra.image.idx import write_idx
+from test_cli import assert_one_line_error, run_cli
+from text_fixtures import tiny_config
+
+WAIT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = launch_chromium(p)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    mnist = root / "mnist"
+    mnist.mkdir()
+    for split, n, seed in (("train", 96, 1), ("t10k", 32, 2)):
+        images, labels = make_digits(n, seed)
+        write_idx(mnist / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(mnist / f"{split}-labels-idx1-ubyte.gz", labels)
+    cond = train_image(apply_overrides(preset_config("cdcgan"), {**TINY, "data_dir": str(mnist), "steps": 4}),
+                       out=str(root / "cdcgan"), progress=False)
+    semi = train_image(apply_overrides(preset_config("ssgan"), {"dataset": "mnist", "data_dir": str(mnist),
+                                                                "labels": 20, "batch_size": 16, "steps": 3,
+                                                                "log_every": 1}),
+                       out=str(root / "ssgan"), progress=False)
+    return {"cdcgan": cond, "ssgan": semi, "root": root}
+
+
+def _picture(page, selector: str) -> np.ndarray:
+    """The pixels of the image the page shows at ``selector`` (fetched as the browser fetched it)."""
+    src = page.locator(f"{selector} img").first.get_attribute("src")
+    data = page.request.get(src if src.startswith("http") else page.url.rstrip("/") + "/" + src.lstrip("/")).body()
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+
+
+def _wait_for_new_picture(page, selector: str, old_src: str | None) -> str:
+    page.wait_for_function(
+        "([sel, old]) => { const i = document.querySelector(sel + ' img'); return i && i.src && i.src !== old; }",
+        arg=[selector, old_src or ""], timeout=WAIT_MS)
+    return page.locator(f"{selector} img").first.get_attribute("src")
+
+
+def test_image_page_new_noise_walk_and_digit_show_what_the_library_draws(browser, runs):
+    from electra.demo.image_page import ImageDemo
+
+    demo = ImageDemo(runs["cdcgan"])
+    with serving(runs["cdcgan"]) as (url, _):
+        page = browser.new_page()
+        page.goto(url)
+        src = _wait_for_new_picture(page, "#grid", None)
+        np.testing.assert_array_equal(_picture(page, "#grid"), demo.grid(0, 64, "any"))
+
+        page.click("#new-noise")
+        src = _wait_for_new_picture(page, "#grid", src)
+        assert page.locator("#seed input").input_value() == "1"
+        np.testing.assert_array_equal(_picture(page, "#grid"), demo.grid(1, 64, "any"))
+
+        walk_src = _wait_for_new_picture(page, "#walk-image", None)   # drawn when the page opened, at 0.5
+        page.locator("#walk-position input[type=range]").focus()
+        for _ in range(4):
+            page.keyboard.press("ArrowRight")   # 0.5 → 0.7 in steps of 0.05
+        _wait_for_new_picture(page, "#walk-image", walk_src)
+        page.wait_for_timeout(500)   # the last of the four key presses' answers
+        position = float(page.locator("#walk-position input[type=number]").input_value())
+        assert position == pytest.approx(0.7)
+        here, strip = demo.walk(1, position, "any")
+        np.testing.assert_array_equal(_picture(page, "#walk-image"), here)
+
+        page.locator("#class input").click()
+        page.get_by_role("option", name="7", exact=True).click()
+        _wait_for_new_picture(page, "#grid", src)
+        np.testing.assert_array_equal(_picture(page, "#grid"), demo.grid(1, 64, "7"))
+        assert page.locator("#curves img").count() == 1 and "step" in page.locator("#last-row").inner_text()
+
+        page.locator("#seed input").fill("2.5")   # bad input: a message on the page, never a stack trace
+        page.click("#draw")
+        page.wait_for_function("() => document.querySelector('#image-status').innerText.includes('whole number')",
+                               timeout=WAIT_MS)
+        assert "Traceback" not in page.content()
+        page.close()
+
+
+def test_semi_supervised_page_reads_an_uploaded_digit_and_refuses_other_sizes(browser, runs, tmp_path):
+    from electra.demo.image_page import ImageDemo
+
+    digit = make_digits(1, seed=5)[0][0]
+    Image.fromarray(digit).save(tmp_path / "digit.png")
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / "big.png")
+    want = ImageDemo(runs["ssgan"]).recognise(digit)
+    best = max(want, key=want.get)
+    with serving(runs["ssgan"]) as (url, _):
+        page = browser.new_page()
+        page.goto(url)
+        page.locator("#digit-upload input[type=file]").set_input_files(str(tmp_path / "digit.png"))
+        page.wait_for_selector("#digit-upload img", timeout=WAIT_MS)
+        page.click("#read-digit")
+        page.wait_for_function("() => document.querySelector('#digit-probabilities').innerText.includes('%')",
+                               timeout=WAIT_MS)
+        # the caption, the top class, then each class with its percentage
+        lines = [line.strip() for line in page.locator("#digit-probabilities").inner_text().splitlines()]
+        assert lines[1] == best
+        shown = dict(zip(lines[2::2], lines[3::2]))
+        assert shown == {k: f"{round(100 * v)}%" for k, v in want.items()}
+
+        page.locator("#digit-upload button[aria-label='Remove Image']").click()
+        page.locator("#digit-upload input[type=file]").set_input_files(str(tmp_path / "big.png"))
+        page.wait_for_selector("#digit-upload img", timeout=WAIT_MS)
+        page.click("#read-digit")
+        page.wait_for_function("() => document.querySelector('#image-status').innerText.includes('28×28')",
+                               timeout=WAIT_MS)
+        assert "40×40" in page.locator("#image-status").inner_text()
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def text_run(corpus, tmp_path_factory):
+    from electra.text.pretrain import pretrain
+
+    return pretrain(tiny_config(steps=2), data=str(corpus["data"]), out=str(tmp_path_factory.mktemp("dt") / "run"),
+                    progress=False)
+
+
+def test_text_page_fills_masks_and_colours_each_token_by_the_discriminator(browser, text_run):
+    from electra.text.generate import Detector, Filler
+
+    sentence = "the old man sang to the moon."
+    found = Detector(text_run).detect(sentence)
+    filled = Filler(text_run).fill("the cat sat on the [MASK].", 5, False)
+    with serving(text_run) as (url, _):
+        page = browser.new_page()
+        page.goto(url)
+        page.locator("#fill-text textarea").fill("the cat sat on the [MASK].")
+        page.click("#fill")
+        page.wait_for_function("() => document.querySelector('#filled textarea').value.length > 0",
+                               timeout=WAIT_MS)
+        assert page.locator("#filled textarea").input_value() == filled.text
+        assert filled.candidates[0][0][0] in page.locator("#candidates").inner_text()
+
+        page.locator("#detect-text textarea").fill(sentence)
+        page.click("#detect")
+        page.wait_for_selector("#detected .electra-token", timeout=WAIT_MS)
+        tokens = page.locator("#detected .electra-token")
+        assert tokens.count() == len(found.tokens)
+        shown = [float(tokens.nth(i).get_attribute("data-p")) for i in range(tokens.count())]
+        np.testing.assert_allclose(shown, found.probabilities, atol=1e-4)
+        colours = [tokens.nth(i).evaluate("e => getComputedStyle(e).backgroundColor") for i in range(tokens.count())]
+        assert all(c.startswith("rgba(220, 38, 38") for c in colours)   # every token tinted by its own P
+        flagged = page.locator("#detected .electra-token.replaced").count()
+        assert flagged == len(found.flagged(0.5))
+
+        for text, message in (("no mask here.", "no [MASK]"), ("", "empty")):
+            page.locator("#fill-text textarea").fill(text)
+            page.click("#fill")
+            page.wait_for_function("(m) => document.querySelector('#text-status').innerText.includes(m)",
+                                   arg=message, timeout=WAIT_MS)
+        page.locator("#detect-text textarea").fill("   ")
+        page.click("#detect")
+        page.wait_for_function("() => document.querySelector('#text-status').innerText.includes('empty')",
+                               timeout=WAIT_MS)
+        assert "Traceback" not in page.content()
+        page.close()
+
+
+def test_a_folder_that_is_not_a_run_is_one_line_and_exit_2(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "demo", str(tmp_path))
+    assert_one_line_error(code, err, "is not a run folder")
+    code, _, err = run_cli(capsys, "demo", str(tmp_path / "missing"))
+    assert_one_line_error(code, err, "does not exist")
+    (tmp_path / "config.json").write_text("{not json")
+    code, _, err = run_cli(capsys, "demo", str(tmp_path))
+    assert_one_line_error(code, err, "not valid JSON")
+
+
+def test_an_hf_folder_gets_the_parts_it_has(text_run):
+    from electra.demo.app import run_kind
+    from electra.demo.text_page import TextDemo
+    from electra.errors import UserError
+
+    assert run_kind(text_run) == "text" and run_kind(text_run / "discriminator") == "hf"
+    alone = TextDemo(text_run / "discriminator")
+    assert alone.filler is None and alone.detector is not None
+    assert 'class="electra-token' in alone.detect("the cat sat on the mat.", 0.5)
+    with pytest.raises(UserError, match="no generator"):
+        alone.fill("the [MASK] sat.", 5, False)
+    assert TextDemo(text_run / "generator").detector is None
