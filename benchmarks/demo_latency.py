@@ -67,14 +67,16 @@ def text_page(browser, url: str, repeats: int) -> dict:
     opened = time.perf_counter() - t
     fills, detects = [], []
     for i in range(repeats):
+        # each round's text differs (its number), so each answer differs from the one before
         page.locator("#fill-text textarea").fill(f"the [MASK] sat on the [MASK] number {i}.")
-        page.locator("#filled textarea").evaluate("e => e.value = ''")
+        old = page.locator("#filled textarea").input_value()
         fills.append(_timed(page, lambda: page.click("#fill"),
-                            "() => document.querySelector('#filled textarea').value.length > 0"))
+                            "(old) => document.querySelector('#filled textarea').value !== old", old))
         page.locator("#detect-text textarea").fill(f"the cat sat on the moon {i} times.")
-        page.locator("#detection").evaluate("e => e.innerHTML = ''")
+        old = page.evaluate("() => { const d = document.querySelector('#detected'); return d ? d.innerText : ''; }")
         detects.append(_timed(page, lambda: page.click("#detect"),
-                              "() => document.querySelector('#detected .electra-token') !== null"))
+                              "(old) => { const d = document.querySelector('#detected'); "
+                              "return d !== null && d.innerText !== old; }", old))
     page.close()
     return {"page_to_controls_s": round(opened, 3), "fill_s": round(statistics.median(fills), 3),
             "detect_s": round(statistics.median(detects), 3)}

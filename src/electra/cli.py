@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=int, default=10_000, help="images to sample from a run folder")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-floor", action="store_true", help="skip scoring real training images")
+    ev.add_argument("--iwae-k", type=int, default=5000, help="binarize=true VAE: importance samples per digit")
+    ev.add_argument("--iwae-images", type=int, default=1000, help="binarize=true VAE: test digits scored for NLL")
 
     pr = cmds.add_parser("probe", help="linear probe of the discriminator's features vs a random discriminator")
     pr.add_argument("run_dir")
@@ -368,7 +370,8 @@ def dispatch(args, extra: list[str]) -> int:
     if args.command == "eval":
         from electra.image.evaluate import evaluate, format_report
 
-        report = evaluate(args.target, args.dataset, args.data_dir, n=args.n, seed=args.seed, floor=not args.no_floor)
+        report = evaluate(args.target, args.dataset, args.data_dir, n=args.n, seed=args.seed, floor=not args.no_floor,
+                          iwae_k=args.iwae_k, iwae_images=args.iwae_images)
         print(format_report(report))
         print(f"wrote {report['written_to']}")
         return 0

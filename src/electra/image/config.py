@@ -41,6 +41,8 @@ class ImageConfig:
     real_label: float = 1.0              # < 1: one-sided label smoothing of D's real target
     augment: str = "none"                # gan: DiffAugment of everything D judges, e.g. translation,cutout
     vae_beta: float = 1.0                # weight of the KL (prior) term
+    binarize: bool = False               # vae: train on 0/1 pixels drawn afresh each step (grey level = P(1)); eval
+                                         # then reports the importance-sampled test NLL comparable with the literature
     vaegan_gamma: float = 1.0            # weight of the reconstruction term in the generator's loss
     recon_space: str = "features"        # vaegan reconstruction: features (Larsen et al.) | pixels
     # schedule
@@ -123,6 +125,7 @@ class ImageConfig:
             (self.objective != "cgan" or self.model == "dcgan", "objective cgan needs model dcgan"),
             ((self.objective == "ssgan") == (self.model == "ssgan-mlp"), "objective ssgan goes with model ssgan-mlp"),
             (self.unlabelled_weight >= 0, "unlabelled_weight must be 0 or more"),
+            (not self.binarize or self.objective == "vae", "binarize is an option of objective vae"),
             (self.labels >= 1, "labels must be at least 1"),
             (self.num_classes >= 2, "num_classes must be at least 2"),
         ]

@@ -132,10 +132,13 @@ def split_for_eval(dataset: str, data_dir: str | None) -> tuple[ImageSet, ImageS
 
 def evaluate(target: str | Path, dataset: str | None = None, data_dir: str | None = None, n: int = 10_000,
              seed: int = 0, floor: bool = True, progress: bool = True, write: bool = True,
-             classifier_steps: int = 1500) -> dict:
-    """Score a target against the test split; return (and write as JSON) the report."""
+             classifier_steps: int = 1500, iwae_k: int = 5000, iwae_images: int = 1000) -> dict:
+    """Score a target against the test split; return (and write as JSON) the report.  A ``binarize=true`` VAE run
+    also gets its test NLL from ``iwae_k`` importance samples on the first ``iwae_images`` test digits."""
     if n < 2:
         raise UserError(f"--n must be at least 2, got {n}")
+    if iwae_k < 1 or iwae_images < 1:
+        raise UserError("--iwae-k and --iwae-images must be at least 1")
     images, system, report_path = load_target(target, n, seed)
     if len(images) < 2:
         raise UserError(f"{target} holds {len(images)} image; need at least 2 to compare distributions")
@@ -153,6 +156,11 @@ def evaluate(target: str | Path, dataset: str | None = None, data_dir: str | Non
         report["real_floor"] = score(model, real_features, train.images[idx])
     if system is not None and "encoder" in system.modules:
         report["autoencoder"] = autoencoder_scores(system, test)
+    if system is not None and getattr(system.config, "binarize", False):
+        from electra.image.likelihood import importance_sampled_nll
+
+        report["likelihood"] = importance_sampled_nll(system.modules["encoder"], system.modules["generator"],
+                                                      test.images[:iwae_images], iwae_k, seed, progress=progress)
     if system is not None and system.requested is not None:
         report["conditional"] = class_match(model, images, system.requested)
     if write:
@@ -174,6 +182,10 @@ def format_report(report: dict) -> str:
     lines.append(f"reference: {report['reference']}; classifier test accuracy {report['classifier_test_accuracy']:.4f}")
     for key, value in report.get("autoencoder", {}).items():
         lines.append(f"{key}: {value:.4f}")
+    if "likelihood" in report:
+        lk = report["likelihood"]
+        lines.append(f"test NLL: {lk['nll_nats']:.2f} ± {lk['standard_error']:.2f} nats (importance sampling, "
+                     f"k={lk['k']}, {lk['images']} binarised test digits)")
     if "conditional" in report:
         c = report["conditional"]
         lines.append(f"samples classified as the class they were drawn for: {c['class_match']:.4f} (per class: "

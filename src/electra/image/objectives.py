@@ -135,16 +135,25 @@ def pixel_reconstruction(recon: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return F.binary_cross_entropy(p, t, reduction="none").flatten(1).sum(dim=1)
 
 
+def binarized(images: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] → each pixel −1 or 1, 1 with the probability of its intensity ((x + 1) / 2)."""
+    return torch.where(uniform < (images + 1.0) * 0.5, 1.0, -1.0).to(images.dtype)
+
+
 class VAEObjective(ImageObjective):
     """Encoder + generator (decoder) trained to reconstruct: ELBO = reconstruction + β·KL, one 'autoencoder' update."""
 
     updates = {"autoencoder": ("autoencoder",)}
     groups = {"autoencoder": ("encoder", "generator")}
 
-    def __init__(self, encoder: nn.Module, generator: nn.Module, noise: Noise, beta: float = 1.0) -> None:
-        self.E, self.G, self.noise, self.beta = encoder, generator, noise, beta
+    def __init__(self, encoder: nn.Module, generator: nn.Module, noise: Noise, beta: float = 1.0,
+                 binarize: bool = False) -> None:
+        self.E, self.G, self.noise, self.beta, self.binarize = encoder, generator, noise, beta, binarize
 
     def losses(self, update: str, batch: torch.Tensor, cache: dict):
+        if self.binarize:   # a fresh 0/1 draw of every digit at every step (dynamic binarisation)
+            uniform = self.noise.random.rand("binarize", batch.shape[0], *batch.shape[1:])
+            batch = binarized(batch, uniform.to(batch.device, non_blocking=True))
         mu, logvar = self.E(batch)
         recon = self.G(reparameterise(mu, logvar, self.noise(batch.shape[0], "eps")))
         rec = pixel_reconstruction(recon, batch).mean()

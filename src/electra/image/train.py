@@ -99,7 +99,7 @@ def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageS
     elif cfg.objective == "ssgan":
         objective = SSGANObjective(modules["generator"], modules["discriminator"], noise, cfg.unlabelled_weight)
     elif cfg.objective == "vae":
-        objective = VAEObjective(modules["encoder"], modules["generator"], noise, cfg.vae_beta)
+        objective = VAEObjective(modules["encoder"], modules["generator"], noise, cfg.vae_beta, cfg.binarize)
     else:
         objective = VAEGANObjective(modules["encoder"], modules["generator"], modules["discriminator"], noise,
                                     cfg.vaegan_gamma, cfg.vae_beta, cfg.recon_space, cfg.loss_reduction,
