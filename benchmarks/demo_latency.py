@@ -36,12 +36,17 @@ def _src(page, selector: str) -> str:
     return page.locator(f"{selector} img").first.get_attribute("src") or ""
 
 
-def image_page(browser, url: str, repeats: int) -> dict:
+def _open(browser, url: str, ready: str):
+    """A new page at ``url`` and the seconds until ``ready`` shows."""
     page = browser.new_page()
     t = time.perf_counter()
     page.goto(url)
-    page.wait_for_selector("#grid img", timeout=WAIT_MS)
-    opened = time.perf_counter() - t
+    page.wait_for_selector(ready, timeout=WAIT_MS)
+    return page, time.perf_counter() - t
+
+
+def image_page(browser, url: str, repeats: int) -> dict:
+    page, opened = _open(browser, url, "#grid img")
     changed = "([sel, old]) => { const i = document.querySelector(sel + ' img'); return i && i.src !== old; }"
     noise, walk = [], []
     for _ in range(repeats):
@@ -60,11 +65,7 @@ def image_page(browser, url: str, repeats: int) -> dict:
 
 
 def text_page(browser, url: str, repeats: int) -> dict:
-    page = browser.new_page()
-    t = time.perf_counter()
-    page.goto(url)
-    page.wait_for_selector("#fill", timeout=WAIT_MS)
-    opened = time.perf_counter() - t
+    page, opened = _open(browser, url, "#fill")
     fills, detects = [], []
     for i in range(repeats):
         # each round's text differs (its number), so each answer differs from the one before

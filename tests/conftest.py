@@ -27,18 +27,19 @@ def make_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def write_mnist(folder: Path, train: int = 96, test: int = 32) -> Path:
+    """A folder laid out like MNIST's download: four IDX gz files of synthetic digits."""
+    folder.mkdir(parents=True)
+    for split, n, seed in (("train", train, 1), ("t10k", test, 2)):
+        images, labels = make_digits(n, seed=seed)
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
 @pytest.fixture
 def mnist_dir(tmp_path):
-    """A folder laid out like MNIST's download: four IDX gz files (small, synthetic)."""
-    folder = tmp_path / "mnist"
-    folder.mkdir()
-    train_x, train_y = make_digits(96, seed=1)
-    test_x, test_y = make_digits(32, seed=2)
-    write_idx(folder / "train-images-idx3-ubyte.gz", train_x)
-    write_idx(folder / "train-labels-idx1-ubyte.gz", train_y)
-    write_idx(folder / "t10k-images-idx3-ubyte.gz", test_x)
-    write_idx(folder / "t10k-labels-idx1-ubyte.gz", test_y)
-    return folder
+    return write_mnist(tmp_path / "mnist")
 
 
 TINY = dict(dataset="mnist", width=4, batch_size=16, log_every=2, grid_size=4)

@@ -12,8 +12,7 @@ from electra.config import apply_overrides
 from electra.image.config import preset_config
 from electra.image.train import train_image
 from browser_helpers import launch_chromium, serving
-from conftest import TINY, make_digits
-from electra.image.idx import write_idx
+from conftest import TINY, make_digits, write_mnist
 from test_cli import assert_one_line_error, run_cli
 from text_fixtures import tiny_config
 
@@ -33,12 +32,7 @@ def browser():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    mnist = root / "mnist"
-    mnist.mkdir()
-    for split, n, seed in (("train", 96, 1), ("t10k", 32, 2)):
-        images, labels = make_digits(n, seed)
-        write_idx(mnist / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(mnist / f"{split}-labels-idx1-ubyte.gz", labels)
+    mnist = write_mnist(root / "mnist")
     cond = train_image(apply_overrides(preset_config("cdcgan"), {**TINY, "data_dir": str(mnist), "steps": 4}),
                        out=str(root / "cdcgan"), progress=False)
     semi = train_image(apply_overrides(preset_config("ssgan"), {"dataset": "mnist", "data_dir": str(mnist),

@@ -30,16 +30,10 @@ def test_labels_are_drawn_class_balanced_and_seeded():
 
 @pytest.fixture(scope="module")
 def ss_run(tmp_path_factory):
-    from conftest import make_digits
-    from electra.image.idx import write_idx
+    from conftest import write_mnist
 
     root = tmp_path_factory.mktemp("ss")
-    mnist = root / "mnist"
-    mnist.mkdir()
-    for split, n, seed in (("train", 200, 1), ("t10k", 60, 2)):
-        images, labels = make_digits(n, seed=seed)
-        write_idx(mnist / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(mnist / f"{split}-labels-idx1-ubyte.gz", labels)
+    mnist = write_mnist(root / "mnist", train=200, test=60)
     cfg = apply_overrides(preset_config("ssgan"), {"dataset": "mnist", "data_dir": str(mnist), "labels": 20,
                                                    "batch_size": 20, "epochs": 3, "log_every": 5, "grid_size": 4,
                                                    "lr": 1e-3})
