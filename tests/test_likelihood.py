@@ -56,8 +56,12 @@ def test_a_binarised_vae_run_reports_a_bound_that_tightens_with_k(mnist_dir, tmp
 
     loose = evaluate(run, n=64, floor=False, progress=False, write=False, iwae_k=1, iwae_images=16,
                      classifier_steps=20)["likelihood"]
-    tight = evaluate(run, n=64, floor=False, progress=False, write=False, iwae_k=64, iwae_images=16,
-                     classifier_steps=20)["likelihood"]
+    report = evaluate(run, n=64, floor=False, progress=False, write=False, iwae_k=64, iwae_images=16,
+                      classifier_steps=20)
+    tight = report["likelihood"]
+    from electra.image.evaluate import format_report
+
+    assert f"test NLL: {tight['nll_nats']:.2f} ±" in format_report(report)
     assert tight["images"] == 16 and 0 < tight["nll_nats"] < loose["nll_nats"]
     code, _, err = run_cli(capsys, "image", "eval", str(run), "--iwae-k", "0")
     assert_one_line_error(code, err, "--iwae-k")
