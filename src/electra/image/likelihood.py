@@ -47,7 +47,7 @@ def importance_sampled_nll(encoder, decoder, images_uint8: torch.Tensor, k: int 
             values.append(float(math.log(k) - torch.logsumexp(log_w.double(), 0)))
     finally:
         encoder.train(was[0]), decoder.train(was[1])
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device="cpu")
     sem = float(t.std() / math.sqrt(len(t))) if len(t) > 1 else float("nan")
     return {"nll_nats": float(t.mean()), "standard_error": sem, "k": k, "images": len(t),
             "data": "test split, dynamically binarised (seed %d)" % seed}
