@@ -88,14 +88,13 @@ class ImageDemo:
         if image is None:
             raise UserError("upload a 28×28 picture of a digit first")
         picture = np.asarray(image)
+        scaled_to_one = picture.dtype.kind == "f" and picture.max() <= 1.0   # floats in [0, 1], not grey levels
         if picture.ndim == 3:   # RGB(A) → grey
             picture = picture[..., :3].mean(-1)
         if picture.shape != (28, 28):
             raise UserError(f"the picture is {picture.shape[1]}×{picture.shape[0]} pixels; the discriminator reads "
                             f"28×28 digits")
-        picture = picture.astype(np.float64)
-        if picture.max() <= 1.0 and picture.dtype != np.uint8:
-            picture = picture * 255
+        picture = picture.astype(np.float64) * (255 if scaled_to_one else 1)
         border = np.concatenate([picture[0], picture[-1], picture[:, 0], picture[:, -1]])
         if border.mean() > 127:   # a dark digit on a light page
             picture = 255 - picture
