@@ -177,11 +177,13 @@ def test_text_page_fills_masks_and_colours_each_token_by_the_discriminator(brows
         page.close()
 
 
-def test_a_folder_that_is_not_a_run_is_one_line_and_exit_2(tmp_path, capsys):
+def test_a_folder_that_is_not_a_run_is_one_line_and_exit_2(runs, tmp_path, capsys):
     code, _, err = run_cli(capsys, "demo", str(tmp_path))
     assert_one_line_error(code, err, "is not a run folder")
     code, _, err = run_cli(capsys, "demo", str(tmp_path / "missing"))
     assert_one_line_error(code, err, "does not exist")
+    code, _, err = run_cli(capsys, "demo", str(runs["cdcgan"]), "--port", "70000")
+    assert_one_line_error(code, err, "--port must lie in 1..65535")
     (tmp_path / "config.json").write_text("{not json")
     code, _, err = run_cli(capsys, "demo", str(tmp_path))
     assert_one_line_error(code, err, "not valid JSON")

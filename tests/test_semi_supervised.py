@@ -102,3 +102,10 @@ def test_unlabelled_weight_zero_trains_on_the_labelled_digits_alone():
     alone, stats = SSGANObjective(gen, disc, noise, unlabelled_weight=0.0).losses("discriminator", batch, {})
     assert alone["discriminator"].item() == pytest.approx(stats["L_supervised"].item())
     assert both["discriminator"].item() > alone["discriminator"].item()   # the real/fake term is positive
+
+
+def test_a_negative_unlabelled_weight_is_one_line(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "image", "train", "--preset", "ssgan", "unlabelled_weight=-1", "--steps", "1",
+                           "--out", str(tmp_path / "x"))
+    assert_one_line_error(code, err, "unlabelled_weight must be 0 or more")
+    assert not (tmp_path / "x").exists()
