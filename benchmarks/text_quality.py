@@ -175,11 +175,11 @@ def finetune_cell(model: str, minutes: float, run: Path, task: str, seeds: int, 
     from electra.text.finetune import finetune
 
     name = f"{model}-{minutes:g}min-{task}"
-    if done(name):
+    if len((done(name) or {}).get("per_seed", [])) >= seeds:
         return
     out = work / name
     t = time.perf_counter()
-    if (out / "config.json").is_file():
+    if (out / "config.json").is_file():   # an unfinished seed continues; a recorded cell may gain seeds
         result = finetune(resume=out, progress=False, overrides={"seeds": seeds})
     else:
         result = finetune(run, task, SHARED / "glue", out=out, progress=False, overrides={"seeds": seeds})
@@ -217,7 +217,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--work", default=str(HERE / "work" / "text_quality"))
     parser.add_argument("--blimp-per-phenomenon", type=int, default=100)
-    parser.add_argument("--sst2-seeds", type=int, default=3)
+    parser.add_argument("--sst2-seeds", type=int, default=3,
+                        help="seeds per SST-2 cell; a cell recorded with fewer gains seeds when run with more")
     parser.add_argument("--cola-seeds", type=int, default=5)
     parser.add_argument("--only", choices=["pretrain", "zero-shot", "finetune"], default=None)
     parser.add_argument("--tasks", nargs="+", default=["sst-2", "cola"], choices=["sst-2", "cola"],

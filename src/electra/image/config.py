@@ -9,6 +9,7 @@ from electra.core.schedules import LR_DECAYS
 from electra.core.tensorboard import LOG_TO
 from electra.core.trainer import NONFINITE_POLICIES, PRECISIONS
 from electra.image.augment import POLICIES, parse_policy
+from electra.image.conditional import CONDITIONINGS
 from electra.image.data import DATASETS
 from electra.image.models import ARCHITECTURES
 from electra.image.objectives import OBJECTIVES, REDUCTIONS
@@ -34,6 +35,9 @@ class ImageConfig:
     noise_dim: int = 100
     # objective
     objective: str = "gan"               # gan | cgan (class-conditional) | vae | vaegan
+    conditioning: str = "projection"     # cgan's discriminator: projection (Miyato & Koyama) | acgan (a classifier head)
+    class_weight: float = 1.0            # acgan: weight of the classification cross-entropy in L_D and L_G
+    class_fakes: bool = False            # acgan: D also classifies fakes (the paper's L_C; lets G and D collude)
     num_classes: int = 10                # cgan, ssgan: classes of the data (set from a folder data set's sub-folders)
     labels: int = 100                    # ssgan: labelled images (a seeded class-balanced draw), the rest unlabelled
     unlabelled_weight: float = 1.0       # ssgan: weight of the real/fake term; 0: D learns from the labelled alone
@@ -124,6 +128,9 @@ class ImageConfig:
              "augment is an option of objectives gan and cgan"),
             (self.objective != "cgan" or self.model == "dcgan", "objective cgan needs model dcgan"),
             ((self.objective == "ssgan") == (self.model == "ssgan-mlp"), "objective ssgan goes with model ssgan-mlp"),
+            (self.conditioning in CONDITIONINGS, f"conditioning must be one of {', '.join(CONDITIONINGS)}"),
+            (self.class_weight >= 0, "class_weight must be 0 or more"),
+            (not self.class_fakes or self.conditioning == "acgan", "class_fakes is an option of conditioning acgan"),
             (self.unlabelled_weight >= 0, "unlabelled_weight must be 0 or more"),
             (not self.binarize or self.objective == "vae", "binarize is an option of objective vae"),
             (self.labels >= 1, "labels must be at least 1"),

@@ -170,15 +170,17 @@ ARCHITECTURES = ("seed-mlp", "dcgan", "ssgan-mlp")   # ssgan-mlp: image/semi_sup
 
 def build_models(architecture: str, objective: str, width: int = 64, spectral_norm: bool = False,
                  noise_dim: int = NOISE_DIM, minibatch_std: bool = False, minibatch_group: int = 0,
-                 d_width: int | None = None, d_extra_convs: int = 0, classes: int = 0) -> dict[str, nn.Module]:
+                 d_width: int | None = None, d_extra_convs: int = 0, classes: int = 0,
+                 conditioning: str = "projection") -> dict[str, nn.Module]:
     """The modules an objective needs, keyed by the names checkpoints and optimizers use; ``cgan`` conditions both
-    on one of ``classes`` classes (image/conditional.py)."""
+    on one of ``classes`` classes, D by ``conditioning`` (image/conditional.py)."""
     if objective == "cgan":
-        from electra.image.conditional import ProjectionDiscriminator
+        from electra.image.conditional import conditional_discriminator
 
         return {"generator": DCGANGenerator(noise_dim + classes, width),
-                "discriminator": ProjectionDiscriminator(classes, d_width or width, spectral_norm, minibatch_std,
-                                                         minibatch_group, d_extra_convs)}
+                "discriminator": conditional_discriminator(
+                    conditioning, classes, width=d_width or width, spectral_norm=spectral_norm,
+                    minibatch_std=minibatch_std, minibatch_group=minibatch_group, extra_convs=d_extra_convs)}
     if architecture == "ssgan-mlp":
         from electra.image.semi_supervised import SSGANDiscriminator, SSGANGenerator
 

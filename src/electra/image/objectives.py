@@ -78,11 +78,16 @@ class GANObjective(ImageObjective):
         self.G, self.D, self.noise = generator, discriminator, noise
         self.reduction, self.real_label, self.policy = reduction, real_label, augment
 
+    def augmented(self, images: torch.Tensor, stream: str) -> torch.Tensor:
+        """``images`` DiffAugment-ed when the run asks for it (each call site its own random stream; see
+        image/augment.py)."""
+        if not self.policy:
+            return images
+        return augment(images, self.policy, lambda *tail: self.random.rand(stream, images.shape[0], *tail))
+
     def judge(self, images: torch.Tensor, stream: str, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """D's logits for ``images`` (of ``labels``, for a conditional D), DiffAugment-ed first when the run asks
-        for it (each call site its own random stream; see image/augment.py)."""
-        if self.policy:
-            images = augment(images, self.policy, lambda *tail: self.random.rand(stream, images.shape[0], *tail))
+        """D's logits for ``images`` (of ``labels``, for a conditional D), augmented first."""
+        images = self.augmented(images, stream)
         return self.D(images) if labels is None else self.D(images, labels)
 
     def split(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -21,7 +21,7 @@ from electra.core.schedules import Alternating, EveryStep, Phased, lr_decay
 from electra.core.trainer import CheckpointPolicy, Hooks, Plan
 from electra.errors import UserError
 from electra.image.augment import parse_policy
-from electra.image.conditional import CGANObjective, ClassNoise, generator_inputs, grid_labels
+from electra.image.conditional import ACGANObjective, CGANObjective, ClassNoise, generator_inputs, grid_labels
 from electra.image.config import DEFAULT_PRESET, ImageConfig, config_from_dict, preset_config
 from electra.image.data import ImageSet, image_batches, load_dataset, to_uint8
 from electra.image.ema import ema_decay, refresh_batch_norm, update_average
@@ -67,7 +67,8 @@ def input_sampler(cfg: ImageConfig):
 def _models(cfg: ImageConfig) -> dict[str, torch.nn.Module]:
     labelled = cfg.objective in ("cgan", "ssgan")
     return build_models(cfg.model, cfg.objective, cfg.width, cfg.spectral_norm, cfg.noise_dim, cfg.minibatch_std,
-                        cfg.minibatch_group, cfg.d_width, cfg.d_extra_convs, cfg.num_classes if labelled else 0)
+                        cfg.minibatch_group, cfg.d_width, cfg.d_extra_convs, cfg.num_classes if labelled else 0,
+                        cfg.conditioning)
 
 
 def _one_batch(models: dict[str, torch.nn.Module], cfg: ImageConfig) -> None:
@@ -92,7 +93,11 @@ def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageS
         module.to(device)
     noise = ClassNoise(cfg.noise_dim, cfg.num_classes, cfg.seed + 1, device) if classes(cfg) else \
         Noise(cfg.noise_dim, cfg.seed + 1, device)
-    if cfg.objective in ("gan", "cgan"):
+    if cfg.objective == "cgan" and cfg.conditioning == "acgan":
+        objective = ACGANObjective(modules["generator"], modules["discriminator"], noise, cfg.loss_reduction,
+                                   cfg.real_label, parse_policy(cfg.augment), cfg.class_weight,
+                                   cfg.class_fakes)
+    elif cfg.objective in ("gan", "cgan"):
         game = CGANObjective if cfg.objective == "cgan" else GANObjective
         objective = game(modules["generator"], modules["discriminator"], noise, cfg.loss_reduction, cfg.real_label,
                          parse_policy(cfg.augment))
