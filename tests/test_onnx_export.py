@@ -82,7 +82,7 @@ def test_export_refuses_bad_input(tmp_path, capsys):
     assert_one_line_error(code, err, "does not exist")
     (tmp_path / "empty").mkdir()
     code, _, err = run_cli(capsys, "text", "export", str(tmp_path / "empty"), "--onnx", str(tmp_path / "o"))
-    assert_one_line_error(code, err, "no discriminator/")
+    assert_one_line_error(code, err, "holds no ELECTRA models")
     assert not (tmp_path / "o").exists() and not (tmp_path / "g.onnx").exists()
 
 

@@ -4,24 +4,10 @@ or iteratively) and colour each token by the discriminator's P(replaced)."""
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from electra.errors import UserError
-
-
-def _hf_folder(path: Path, names: tuple[str, ...], architecture: str) -> Path | None:
-    """The first sub-folder in ``names`` holding an HF model, else ``path`` itself when its architecture matches."""
-    for name in names:
-        if (path / name / "config.json").is_file():
-            return path / name
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if config.get("model_type") == "electra" and any(architecture in a for a in config.get("architectures") or []):
-        return path
-    return None
+from electra.text.hf_io import model_parts
 
 
 class TextDemo:
@@ -29,11 +15,8 @@ class TextDemo:
         from electra.text.generate import Detector, Filler
 
         self.path = Path(model)
-        generator = _hf_folder(self.path, ("generator", "mlm"), "MaskedLM")
-        discriminator = _hf_folder(self.path, ("discriminator",), "PreTraining")
-        if generator is None and discriminator is None:
-            raise UserError(f"{self.path} holds no ELECTRA generator or discriminator (generator/, mlm/, "
-                            f"discriminator/, or an HF model folder)")
+        parts = model_parts(self.path)
+        generator, discriminator = parts.get("generator") or parts.get("mlm"), parts.get("discriminator")
         self.filler = Filler(generator) if generator else None
         self.detector = Detector(discriminator) if discriminator else None
 

@@ -138,24 +138,14 @@ def pair_accuracy(good: list[float], bad: list[float]) -> list[bool]:
 def _scorers(model: str | Path) -> dict[str, tuple[object, Path]]:
     from transformers import ElectraForMaskedLM, ElectraForPreTraining
 
-    from electra.text.hf_io import load_hf, read_hf_config
+    from electra.text.hf_io import load_hf, model_parts
 
-    path = Path(model)
-    if not path.is_dir():
-        raise UserError(f"model {path} does not exist; give a text run folder or an HF ELECTRA folder")
     found = {}
-    for sub, name, cls in (("generator", "generator", ElectraForMaskedLM), ("mlm", "generator", ElectraForMaskedLM),
-                           ("discriminator", "discriminator", ElectraForPreTraining)):
-        if (path / sub / "config.json").is_file():
-            found[name] = (load_hf(cls, path / sub, sub).eval(), path / sub)
-    if not found and (path / "config.json").is_file():
-        config = read_hf_config(path)
-        if "ElectraForPreTraining" in config.get("architectures", []):
-            found["discriminator"] = (load_hf(ElectraForPreTraining, path, "discriminator").eval(), path)
-        else:
-            found["generator"] = (load_hf(ElectraForMaskedLM, path, "generator").eval(), path)
-    if not found:
-        raise UserError(f"{path} holds no ELECTRA models (generator/, discriminator/ or mlm/, or an HF folder)")
+    for part, folder in model_parts(model).items():
+        name = "discriminator" if part == "discriminator" else "generator"
+        if name not in found:   # a run's generator/ before its mlm/ (a run has one of them)
+            cls = ElectraForPreTraining if name == "discriminator" else ElectraForMaskedLM
+            found[name] = (load_hf(cls, folder, part).eval(), folder)
     return found
 
 

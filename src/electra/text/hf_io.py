@@ -20,6 +20,31 @@ def resolve_model_dir(model: str | Path, part: str) -> Path:
     raise UserError(f"{path} holds no config.json; give a run folder or an HF ELECTRA {part} directory")
 
 
+RUN_PARTS = ("generator", "mlm", "discriminator")
+
+
+def model_parts(model: str | Path) -> dict[str, Path]:
+    """name → HF folder: a text run's ``generator/``, ``mlm/`` and ``discriminator/`` (those it has), or one plain
+    HF ELECTRA folder named by its architecture (``ElectraForPreTraining`` → discriminator, ``ElectraForMaskedLM``
+    → generator)."""
+    path = Path(model)
+    if not path.is_dir():
+        raise UserError(f"model {path} does not exist; give a text run folder or an HF ELECTRA folder")
+    parts = {name: path / name for name in RUN_PARTS if (path / name / "config.json").is_file()}
+    if parts:
+        return parts
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path} holds no ELECTRA models (discriminator/, generator/ or mlm/, or an HF folder's "
+                        f"config.json)")
+    architectures = read_hf_config(path).get("architectures") or []
+    if any("MaskedLM" in a for a in architectures):
+        return {"generator": path}
+    if any("PreTraining" in a for a in architectures):
+        return {"discriminator": path}
+    raise UserError(f"{path / 'config.json'} names architectures {architectures}; an ELECTRA generator is "
+                    f"ElectraForMaskedLM, a discriminator ElectraForPreTraining")
+
+
 def read_hf_config(folder: Path) -> dict:
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))

@@ -15,8 +15,7 @@ from torch import nn
 
 from electra.core.files import atomic_folder, fresh_folder, write_json
 from electra.core.onnx_export import OPSET, export_onnx, require_onnx
-from electra.errors import UserError
-from electra.text.hf_io import load_hf, model_tokenizer, read_hf_config
+from electra.text.hf_io import load_hf, model_parts, model_tokenizer
 
 
 class LogitsOnly(nn.Module):
@@ -30,28 +29,13 @@ class LogitsOnly(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
-def _parts(model: Path) -> dict[str, Path]:
-    """name → HF folder: a run's discriminator/, generator/ and mlm/, or one plain HF folder by its architecture."""
-    if not model.exists():
-        raise UserError(f"model {model} does not exist; give a text run folder or an HF ELECTRA directory")
-    parts = {name: model / name for name in ("discriminator", "generator", "mlm")
-             if (model / name / "config.json").is_file()}
-    if parts:
-        return parts
-    if not (model / "config.json").is_file():
-        raise UserError(f"{model} holds no discriminator/, generator/ or config.json; give a text run folder or an "
-                        f"HF ELECTRA directory")
-    arch = " ".join(read_hf_config(model).get("architectures") or [])
-    return {"generator" if "MaskedLM" in arch else "discriminator": model}
-
-
 def export_text(model: str | Path, out: str | Path) -> dict:
     """Write each network of ``model`` as ONNX into the new folder ``out``; return export.json's content."""
     from transformers import ElectraForMaskedLM, ElectraForPreTraining
 
     require_onnx()
     model = Path(model)
-    parts = _parts(model)
+    parts = model_parts(model)
     tokenizer = model_tokenizer(next(iter(parts.values())))
     out = fresh_folder(Path(out))
     info = {"opset": OPSET, "source": str(model), "tokenizer": "tokenizer.json", "models": {}}
