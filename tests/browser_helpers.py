@@ -38,7 +38,9 @@ def serving(run: Path, timeout: float = 90):
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "electra", "demo", str(run), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            # one thread, as the test's own reference computation (the one_thread fixture of test_demo_browser): a CPU
+                            # convolution's sums, and so a grey level here and there, depend on the thread count
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
     url = f"http://127.0.0.1:{port}/"
     try:
         while True:

@@ -3,6 +3,7 @@ page served by the command, for a conditional image run, a semi-supervised run a
 exactly what the library draws and scores, answer bad input with a message, and leave the run folder untouched."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -40,6 +41,18 @@ def runs(tmp_path_factory):
                                                                 "log_every": 1}),
                        out=str(root / "ssgan"), progress=False)
     return {"cdcgan": cond, "ssgan": semi, "root": root}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The references drawn here with the demo process's thread count (browser_helpers.serving): otherwise a
+    busy machine, where the two processes pick different counts, changes grey levels by one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _picture(page, selector: str) -> np.ndarray:
@@ -201,3 +214,21 @@ def test_an_hf_folder_gets_the_parts_it_has(text_run):
     with pytest.raises(UserError, match="no generator"):
         alone.fill("the [MASK] sat.", 5, False)
     assert TextDemo(text_run / "generator").detector is None
+
+
+def test_one_rule_names_the_parts_of_a_run_or_an_hf_folder(text_run, tmp_path):
+    import shutil
+
+    from electra.errors import UserError
+    from electra.text.hf_io import model_parts
+
+    assert model_parts(text_run) == {"generator": text_run / "generator", "discriminator": text_run / "discriminator"}
+    assert model_parts(text_run / "generator") == {"generator": text_run / "generator"}
+    odd = tmp_path / "odd"
+    shutil.copytree(text_run / "discriminator", odd)
+    config = json.loads((odd / "config.json").read_text())
+    (odd / "config.json").write_text(json.dumps({**config, "architectures": ["ElectraModel"]}))
+    with pytest.raises(UserError, match="ElectraModel"):
+        model_parts(odd)
+    with pytest.raises(UserError, match="holds no ELECTRA models"):
+        model_parts(tmp_path)
