@@ -8,7 +8,8 @@ import torch
 
 from electra.config import apply_overrides
 from electra.image.config import preset_config
-from electra.image.semi_supervised import labelled_indices, unsupervised_loss
+from electra.image.semi_supervised import (NormalisedLinear, SSGANDiscriminator, labelled_indices,
+                                           unsupervised_loss)
 from electra.image.train import train_image
 
 from test_cli import assert_one_line_error, run_cli
@@ -26,6 +27,33 @@ def test_labels_are_drawn_class_balanced_and_seeded():
     a, b, c = labelled_indices(labels, 100, 0), labelled_indices(labels, 100, 0), labelled_indices(labels, 100, 1)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.bincount(labels[a], minlength=10).tolist() == [10] * 10 and len(set(a.tolist())) == 100
+
+
+def test_the_data_dependent_initialisation_standardises_each_unit():
+    torch.manual_seed(0)
+    layer = NormalisedLinear(30, 8, train_scale=False)
+    x = torch.randn(200, 30) * 3 + 1
+    returned = layer.initialise_from(x)
+    out = layer(x).detach()
+    assert torch.allclose(out, returned, atol=1e-5)
+    assert torch.allclose(out.mean(0), torch.zeros(8), atol=1e-5)
+    assert torch.allclose(out.var(0, unbiased=False), torch.ones(8), atol=1e-4)
+    w = layer.weight().detach()   # g·V/‖V‖: each unit's weight vector has norm g
+    assert torch.allclose(w.norm(dim=1), layer.scale, atol=1e-5)
+
+
+def test_hidden_scales_stay_as_initialised_and_only_the_output_scale_trains():
+    torch.manual_seed(0)
+    D = SSGANDiscriminator(hidden=(16, 8))
+    D.initialise_from(torch.rand(64, 1, 28, 28) * 2 - 1)
+    scales = [layer.scale.clone() for layer in D.hidden]
+    head_scale = D.head.scale.detach().clone()
+    optimizer = torch.optim.Adam(D.parameters(), lr=0.1)
+    torch.nn.functional.cross_entropy(D(torch.rand(10, 1, 28, 28)), torch.arange(10)).backward()
+    optimizer.step()
+    assert all(torch.equal(a, layer.scale) for a, layer in zip(scales, D.hidden))
+    assert not torch.equal(head_scale, D.head.scale.detach())
+    assert {n for n, _ in D.named_buffers()} == {"hidden.0.scale", "hidden.1.scale"}
 
 
 @pytest.fixture(scope="module")

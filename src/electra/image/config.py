@@ -152,8 +152,9 @@ PRESETS: dict[str, dict] = {
     # The dcgan preset told the class (choose the digit): one-hot class in G's input, a projection discriminator.
     "cdcgan": dict(model="dcgan", width=32, minibatch_std=True, d_extra_convs=2, ema=0.999, objective="cgan",
                    schedule="alternating", lr=2e-3, beta1=0.5, batch_size=64, epochs=25),
-    # Salimans et al. 2016's semi-supervised GAN as in openai/improved-gan's MNIST run: K-class MLP discriminator
-    # with weight norm and Gaussian noise, feature-matching generator, Adam 3e-3 β1 0.5, batch 100, 100 labels.
+    # Salimans et al. 2016's semi-supervised GAN as in openai/improved-gan's MNIST run: K-class ReLU MLP
+    # discriminator with weight norm (initialised from data) and Gaussian noise, feature-matching generator,
+    # Adam 3e-3 β1 0.5, batch 100, 100 labels.
     "ssgan": dict(model="ssgan-mlp", objective="ssgan", schedule="alternating", lr=3e-3, beta1=0.5,
                   batch_size=100, labels=100, epochs=300, log_every=50),
     # Generator trained "like an autoencoder": encoder + generator, ELBO.

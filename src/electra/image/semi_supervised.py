@@ -8,10 +8,12 @@ P(real | x) = Z/(Z+1) with Z = Σ_k exp ℓ_k.  It learns from three sources at 
 the generator is trained by feature matching: ‖E f(x) − E f(G(z))‖² on D's last hidden layer, which makes its
 fakes useful to D rather than merely convincing.
 
-Architecture of the paper's MNIST run (openai/improved-gan ``train_mnist_feature_matching.py``): D an MLP
-784-1000-500-250-250-250 with weight normalisation and Gaussian noise on its input (σ 0.3) and hidden layers
-(σ 0.5); G 100-500-500-784 with batch norm and softplus.  (The original also initialises weight-normalised layers
-from data; here they start from the standard initialisation.)
+Architecture of the paper's MNIST run (openai/improved-gan ``train_mnist_feature_matching.py`` and its ``nn.py``):
+D an MLP 784-1000-500-250-250-250 of ReLU layers with weight normalisation (W = g·V/‖V‖ per unit), Gaussian
+noise on its input (σ 0.3, on pixels in [0, 1]) and after every hidden layer (σ 0.5); the hidden layers' scales g
+are set once from data and then fixed, only the output layer's is trained; the data-dependent initialisation
+(Salimans & Kingma 2016) runs on 500 training images before the first step, making every layer's pre-activation
+zero-mean and unit-variance.  G 100-500-500-784 with batch norm and softplus, a weight-normalised output layer.
 """
 
 from __future__ import annotations
@@ -40,25 +42,69 @@ class GaussianNoise(nn.Module):
         return x + self.sigma * torch.randn_like(x) if self.training else x
 
 
+class NormalisedLinear(nn.Module):
+    """y = x·(g·V/‖V‖)ᵀ + b, the norm per output unit (the paper's weight-normalised dense layer); ``train_scale``
+    False keeps g a buffer: set from data once, never trained."""
+
+    def __init__(self, n_in: int, n_out: int, train_scale: bool) -> None:
+        super().__init__()
+        # device=None: the default device, as nn.Linear's own tables (the memory check builds models on meta)
+        self.direction = nn.Parameter(nn.init.normal_(torch.empty(n_out, n_in, device=None), std=0.1))
+        self.bias = nn.Parameter(torch.zeros(n_out, device=None))
+        scale = torch.ones(n_out, device=None)
+        if train_scale:
+            self.scale = nn.Parameter(scale)
+        else:
+            self.register_buffer("scale", scale)
+
+    def weight(self) -> torch.Tensor:
+        return self.direction * (self.scale / self.direction.norm(dim=1)).unsqueeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight(), self.bias)
+
+    @torch.no_grad()
+    def initialise_from(self, x: torch.Tensor) -> torch.Tensor:
+        """Scale and bias that make this layer's outputs on ``x`` zero-mean, unit-variance per unit; those outputs."""
+        a = F.linear(x, self.weight())
+        mean, std = a.mean(0), a.var(0, unbiased=False).add(1e-8).sqrt()
+        self.scale.div_(std)
+        self.bias.copy_(-mean / std)
+        return (a - mean) / std
+
+
 class SSGANDiscriminator(nn.Module):
-    """The paper's MLP discriminator: K class logits; ``features`` is the last 250-unit hidden layer."""
+    """The paper's MLP discriminator: K class logits; ``features`` is the last 250-unit hidden layer (before its
+    noise), which feature matching compares.  Images come in the track's [-1, 1] range and are mapped to the
+    paper's [0, 1] before the input noise."""
 
     def __init__(self, classes: int = 10, hidden: tuple[int, ...] = HIDDEN) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Flatten(), GaussianNoise(0.3)]
-        width = 28 * 28
-        for h in hidden:
-            layers += [_wn(nn.Linear(width, h)), nn.LeakyReLU(0.2), GaussianNoise(0.5)]
-            width = h
-        self.body = nn.Sequential(*layers)
-        self.head = _wn(nn.Linear(width, classes))
+        widths = (28 * 28,) + tuple(hidden)
+        self.input_noise = GaussianNoise(0.3)
+        self.hidden = nn.ModuleList(NormalisedLinear(a, b, train_scale=False) for a, b in zip(widths, widths[1:]))
+        self.noise = GaussianNoise(0.5)
+        self.head = NormalisedLinear(widths[-1], classes, train_scale=True)
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        return self.input_noise((x.flatten(1) + 1.0) * 0.5)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        h = self._input(x)
+        for i, layer in enumerate(self.hidden):
+            h = F.relu(layer(self.noise(h) if i else h))
+        return h
 
-    def forward(self, x: torch.Tensor, with_features: bool = False):
-        h = self.body(x)
-        return (self.head(h), h) if with_features else self.head(h)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.noise(self.features(x)))
+
+    @torch.no_grad()
+    def initialise_from(self, x: torch.Tensor) -> None:
+        """The data-dependent initialisation, layer by layer on ``x`` (noise on, as in training)."""
+        h = self._input(x)
+        for i, layer in enumerate(self.hidden):
+            h = F.relu(layer.initialise_from(self.noise(h) if i else h))
+        self.head.initialise_from(self.noise(h))
 
 
 class SSGANGenerator(nn.Module):
@@ -110,6 +156,18 @@ class SSGANObjective(ImageObjective):
             loss = (real_features - self.D.features(fake).mean(0)).square().mean()
             return {"generator": loss}, {"L_G": loss.detach()}
         raise KeyError(f"SSGANObjective has no update '{update}'")
+
+
+INIT_IMAGES = 500   # the paper's data-dependent initialisation batch
+
+
+def initialise_discriminator(discriminator: SSGANDiscriminator, images_uint8: torch.Tensor, seed: int) -> None:
+    """Run the data-dependent initialisation on ``INIT_IMAGES`` training images drawn with ``seed``."""
+    from electra.image.data import to_model_range
+
+    chosen = torch.randperm(len(images_uint8), generator=torch.Generator().manual_seed(seed), device="cpu")
+    device = next(discriminator.parameters()).device
+    discriminator.initialise_from(to_model_range(images_uint8[chosen[:INIT_IMAGES]].to(device)))
 
 
 def labelled_indices(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:

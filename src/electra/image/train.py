@@ -28,7 +28,8 @@ from electra.image.ema import ema_decay, refresh_batch_norm, update_average
 from electra.image.models import build_models
 from electra.image.objectives import GANObjective, Noise, VAEGANObjective, VAEObjective
 from electra.image.pictures import make_grid, save_png
-from electra.image.semi_supervised import SSGANObjective, SemiSupervisedBatches, classify, labelled_indices
+from electra.image.semi_supervised import (SSGANObjective, SemiSupervisedBatches, classify, initialise_discriminator,
+                                           labelled_indices)
 
 # Keys a resumed run may change: how long it runs and how often it reports, nothing that changes the maths.
 RESUMABLE_KEYS = {"epochs", "steps", "minutes", "log_every", "checkpoint_every", "on_nonfinite", "threads",
@@ -244,6 +245,8 @@ class ImageRecipe:
         if cfg.objective == "ssgan":
             batches = self._semi_supervised(cfg, batches, rank, device)
         self.system = system = build_system(cfg, device)
+        if cfg.objective == "ssgan":   # a resumed run then loads its trained weights over this
+            initialise_discriminator(system.modules["discriminator"], self.data.images, cfg.seed)
         decay = None if cfg.lr_decay == "none" else \
             (lambda step, fraction: lr_decay(fraction, cfg.lr_decay, cfg.lr_final))
         return Plan(
