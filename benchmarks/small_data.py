@@ -1,11 +1,13 @@
 """Learning from the 5,000 embedded digits: the default run (``electra image train``: dcgan, 1,950 steps on the
-embedded set) with and without DiffAugment, scored against MNIST's test split.
+embedded set) with and without DiffAugment and other changes, scored against MNIST's test split.
 
-    python benchmarks/small_data.py [--variants none translation,cutout] [--seeds 0 1 2] [--table]
+    python benchmarks/small_data.py [--variants none translation,cutout ema=0.995+real_label=0.9] [--seeds 0 1 2]
+        [--table]
 
-Each cell (augment policy, seed) trains the default config with ``augment=POLICY seed=S`` (same steps: the default
-run's length is a step count), samples 10,000 digits and scores them with ``electra image eval`` against MNIST's
-test split; it records LeNet-FID, KID, precision/recall and the last logged D(x), D(G(z)), L_D, L_G (to see
+A variant is an augment variant (``none``, ``translation,cutout``: the ``augment=`` value) or ``KEY=VALUE``
+overrides joined by ``+``.  Each cell (variant, seed) trains the default config with it and ``seed=S`` (same
+steps: the default run's length is a step count), samples 10,000 digits and scores them with ``electra image
+eval`` against MNIST's test split; it records LeNet-FID, KID, precision/recall and the last logged D(x), D(G(z)), L_D, L_G (to see
 whether D takes over at the end), as JSON in ``benchmarks/results/small_data/``.  Cells done are skipped.
 """
 
@@ -27,21 +29,27 @@ RESULTS = Path(__file__).resolve().parent / "results" / "small_data"
 END_KEYS = ("D(x)", "D(G(z))", "L_D", "L_G")
 
 
-def cell_path(policy: str, seed: int) -> Path:
-    return RESULTS / f"{policy.replace(',', '+')}-seed{seed}.json"
+def cell_path(variant: str, seed: int) -> Path:
+    return RESULTS / f"{variant.replace(',', '+').replace('=', '-')}-seed{seed}.json"
 
 
-def run_cell(policy: str, seed: int) -> dict:
+def overrides(variant: str) -> dict[str, str]:
+    if "=" not in variant:
+        return {"augment": variant}
+    return dict(item.split("=", 1) for item in variant.split("+"))
+
+
+def run_cell(variant: str, seed: int) -> dict:
     from electra.config import apply_overrides
     from electra.core.metrics import read_metrics
     from electra.image.config import DEFAULT_PRESET, preset_config
     from electra.image.evaluate import evaluate
     from electra.image.train import train_image
 
-    path = cell_path(policy, seed)
+    path = cell_path(variant, seed)
     if path.is_file():
         return json.loads(path.read_text())
-    cfg = apply_overrides(preset_config(DEFAULT_PRESET), {"augment": policy, "seed": seed})
+    cfg = apply_overrides(preset_config(DEFAULT_PRESET), {**overrides(variant), "seed": seed})
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         run = train_image(cfg, out=str(Path(tmp) / "run"), progress=False)
@@ -49,26 +57,27 @@ def run_cell(policy: str, seed: int) -> dict:
         rows = [r for r in read_metrics(run / "metrics.jsonl") if "L_D" in r]
         tail = rows[-max(1, len(rows) // 10):]   # the last tenth of the run's rows
         report = evaluate(run, "mnist", str(SHARED / "mnist"), n=10_000, floor=False, progress=False, write=False)
-    result = {"augment": policy, "seed": seed, "steps": rows[-1]["step"], "train_minutes": round(minutes, 2),
+    result = {"variant": variant, **overrides(variant), "seed": seed, "steps": rows[-1]["step"],
+              "train_minutes": round(minutes, 2),
               **{k: report["generated"][k] for k in ("fid", "kid", "precision", "recall")},
               "end": {k: statistics.mean(r[k] for r in tail) for k in END_KEYS}}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
-    say(f"augment={policy} seed {seed}: FID {result['fid']:.1f} (train {minutes:.1f} min); end " +
+    say(f"{variant} seed {seed}: FID {result['fid']:.1f} (train {minutes:.1f} min); end " +
         ", ".join(f"{k} {v:.3f}" for k, v in result["end"].items()))
     return result
 
 
 def table(variants, seeds) -> None:
-    say(f"\n{'augment':34s} {'seeds':>5s} {'FID median':>10s} {'FID each':>22s} {'D(x)':>6s} {'D(G(z))':>7s} "
+    say(f"\n{'variant':34s} {'seeds':>5s} {'FID median':>10s} {'FID each':>22s} {'D(x)':>6s} {'D(G(z))':>7s} "
         f"{'L_D':>6s} {'L_G':>6s}")
-    for policy in variants:
-        done = [json.loads(cell_path(policy, s).read_text()) for s in seeds if cell_path(policy, s).is_file()]
+    for variant in variants:
+        done = [json.loads(cell_path(variant, s).read_text()) for s in seeds if cell_path(variant, s).is_file()]
         if not done:
             continue
         fids = [c["fid"] for c in done]
         end = {k: statistics.median(c["end"][k] for c in done) for k in END_KEYS}
-        say(f"{policy:34s} {len(done):5d} {statistics.median(fids):10.1f} {' '.join(f'{f:.1f}' for f in fids):>22s} "
+        say(f"{variant:34s} {len(done):5d} {statistics.median(fids):10.1f} {' '.join(f'{f:.1f}' for f in fids):>22s} "
             f"{end['D(x)']:6.3f} {end['D(G(z))']:7.3f} {end['L_D']:6.3f} {end['L_G']:6.3f}")
 
 
@@ -80,8 +89,8 @@ def main() -> None:
     args = parser.parse_args()
     if not args.table:
         for seed in args.seeds:
-            for policy in args.variants:
-                run_cell(policy, seed)
+            for variant in args.variants:
+                run_cell(variant, seed)
     table(args.variants, args.seeds)
 
 
