@@ -9,6 +9,7 @@ medians of several rounds.  Also prints an MFU estimate (useful model FLOPs per 
 peak measured in the same run) and, from a separate process running only the project's step, its peak RSS.
 
     python benchmarks/text_throughput.py [--rounds 5] [--steps 8] [--vocab 30522]
+    python benchmarks/text_throughput.py --sharing-ab [--vocab 8192]   # shared vs gdes embeddings, alternating
 """
 
 from __future__ import annotations
@@ -128,13 +129,36 @@ def project_trainer(cfg, vocab, batches, tmp):
     return run
 
 
+def sharing_ab(rounds: int, steps: int, vocab: int) -> None:
+    """The project's step with ``embedding_sharing=shared`` and ``gdes``, in alternating rounds; medians."""
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for sharing in ("shared", "gdes"):
+            cfg = apply_overrides(preset_config("tiny"), {"embedding_sharing": sharing})
+            (Path(tmp) / sharing).mkdir()
+            runs[sharing] = project_trainer(cfg, vocab, random_batches(vocab, cfg.batch_size, cfg.seq_len),
+                                            Path(tmp) / sharing)
+            runs[sharing](2)   # warm-up
+        rates: dict[str, list[float]] = {name: [] for name in runs}
+        for r in range(rounds):
+            for name, run in runs.items():
+                rates[name].append(run(steps))
+            say(f"round {r + 1}: " + ", ".join(f"{name} {v[-1]:.0f} tok/s" for name, v in rates.items()))
+    shared, gdes = median(rates["shared"]), median(rates["gdes"])
+    say(f"SUMMARY sharing: gdes/shared = {gdes / shared:.3f} ({gdes:.0f} vs {shared:.0f} tokens/s, median of "
+        f"{rounds} rounds, tiny, vocab {vocab})")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--vocab", type=int, default=30522)
     parser.add_argument("--only-project", type=int, default=0, help="(internal) run N project steps, print RSS")
+    parser.add_argument("--sharing-ab", action="store_true", help="time shared against gdes embeddings instead")
     args = parser.parse_args()
+    if args.sharing_ab:
+        return sharing_ab(args.rounds, args.steps, args.vocab)
     cfg = apply_overrides(preset_config("tiny"), {"dropout": 0.1})
     batches = random_batches(args.vocab, cfg.batch_size, cfg.seq_len)
     if args.only_project:
