@@ -2,14 +2,16 @@
 and 1,000 labelled digits, over several label draws, beside the same discriminator trained on the same labelled
 digits alone (``unlabelled_weight=0``: no unlabelled images, no fakes).
 
-    python benchmarks/semi_supervised.py [--labels 20 100 1000] [--draws 0 1 2] [--epochs 10]
+    python benchmarks/semi_supervised.py [--labels 20 100 1000] [--draws 0 1 2] [--epochs 10] [--work DIR]
         [--variants ssgan supervised] [--table]
 
 Each cell (variant, labels, draw, epochs) trains ``electra image train --preset ssgan --labels N seed=DRAW`` on full
 MNIST (the draw is the run's seed: it picks the labelled digits and the initial weights) and records the test error
 after the last epoch (no model selection on the test set), the best epoch's error for reference, and the minutes
 it took, as JSON in ``benchmarks/results/semi_supervised/``.  Cells already there are skipped, so the table fills
-over several runs.  The paper's schedule is 300 epochs; ``--epochs`` sets how much of it a cell runs.
+over several runs.  The paper's schedule is 300 epochs; ``--epochs`` sets how much of it a cell runs.  A cell's
+run folder lives under ``--work`` (not committed) and checkpoints every epoch, so a cell stopped part-way (a
+session's end) continues from its last epoch when the script runs again; its minutes add up over the calls.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
+import shutil
 import time
 from pathlib import Path
 
@@ -34,7 +36,7 @@ def cell_path(variant: str, labels: int, draw: int, epochs: int) -> Path:
     return RESULTS / f"{variant}-{labels}labels-draw{draw}-{epochs}ep.json"
 
 
-def run_cell(variant: str, labels: int, draw: int, epochs: int) -> dict:
+def run_cell(variant: str, labels: int, draw: int, epochs: int, work: Path) -> dict:
     from electra.config import apply_overrides
     from electra.core.metrics import read_metrics
     from electra.image.config import preset_config
@@ -43,14 +45,20 @@ def run_cell(variant: str, labels: int, draw: int, epochs: int) -> dict:
     path = cell_path(variant, labels, draw, epochs)
     if path.is_file():
         return json.loads(path.read_text())
-    cfg = apply_overrides(preset_config("ssgan"), {"dataset": "mnist", "data_dir": str(SHARED / "mnist"),
-                                                   "labels": labels, "seed": draw, "epochs": epochs,
-                                                   **VARIANTS[variant]})
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        run = train_image(cfg, out=str(Path(tmp) / "run"), progress=False)
-        minutes = (time.perf_counter() - t) / 60
-        errors = [r["test_error"] for r in read_metrics(run / "metrics.jsonl") if "test_error" in r]
+    run = work / path.stem
+    spent = run.parent / f"{path.stem}.minutes"   # wall-clock minutes of earlier calls on this cell
+    t = time.perf_counter()
+    if (run / "checkpoints").is_dir():
+        train_image(resume=str(run), progress=False)
+    else:
+        shutil.rmtree(run, ignore_errors=True)   # a folder without a checkpoint holds nothing to continue
+        cfg = apply_overrides(preset_config("ssgan"), {"dataset": "mnist", "data_dir": str(SHARED / "mnist"),
+                                                       "labels": labels, "seed": draw, "epochs": epochs,
+                                                       **VARIANTS[variant]})
+        train_image(cfg, out=str(run), progress=False)
+    minutes = (time.perf_counter() - t) / 60 + (float(spent.read_text()) if spent.is_file() else 0.0)
+    spent.write_text(f"{minutes:.3f}\n")
+    errors = [r["test_error"] for r in read_metrics(run / "metrics.jsonl") if "test_error" in r]
     result = {"variant": variant, "labels": labels, "draw": draw, "epochs": epochs,
               "test_error": errors[-1], "best_epoch_error": min(errors), "errors_by_epoch": errors,
               "minutes": round(minutes, 2)}
@@ -83,13 +91,16 @@ def main() -> None:
     parser.add_argument("--draws", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--work", default=str(Path(__file__).resolve().parent / "work" / "semi_supervised"),
+                        help="run folders of the cells (kept until a cell is recorded)")
     parser.add_argument("--table", action="store_true", help="print the cells done, run nothing")
     args = parser.parse_args()
     if not args.table:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
         for draw in args.draws:            # every setting once before any gets a second draw
             for labels in args.labels:
                 for variant in args.variants:
-                    run_cell(variant, labels, draw, args.epochs)
+                    run_cell(variant, labels, draw, args.epochs, Path(args.work))
     table(args.labels, args.draws, args.epochs, args.variants)
 
 
