@@ -4,11 +4,13 @@ embedded set) with and without DiffAugment and other changes, scored against MNI
     python benchmarks/small_data.py [--variants none translation,cutout ema=0.995+real_label=0.9] [--seeds 0 1 2]
         [--table]
 
-A variant is an augment variant (``none``, ``translation,cutout``: the ``augment=`` value) or ``KEY=VALUE``
-overrides joined by ``+``.  Each cell (variant, seed) trains the default config with it and ``seed=S`` (same
-steps: the default run's length is a step count), samples 10,000 digits and scores them with ``electra image
-eval`` against MNIST's test split; it records LeNet-FID, KID, precision/recall and the last logged D(x), D(G(z)), L_D, L_G (to see
-whether D takes over at the end), as JSON in ``benchmarks/results/small_data/``.  Cells done are skipped.
+A variant is an augment policy (``none``, ``translation,cutout``: the ``augment=`` value), ``KEY=VALUE``
+overrides joined by ``+``, or ``full-mnist``: the same run on all 60,000 MNIST training digits for the same number
+of steps (does the small data set, or the short run, limit the default run?).  Each cell (variant, seed) trains
+the default config with it and ``seed=S`` (same steps: the default run's length is a step count), samples 10,000
+digits and scores them with ``electra image eval`` against MNIST's test split; it records LeNet-FID, KID,
+precision/recall and the last logged D(x), D(G(z)), L_D, L_G (to see whether D takes over at the end), as JSON in
+``benchmarks/results/small_data/``.  Cells done are skipped.
 """
 
 from __future__ import annotations
@@ -33,7 +35,18 @@ def cell_path(variant: str, seed: int) -> Path:
     return RESULTS / f"{variant.replace(',', '+').replace('=', '-')}-seed{seed}.json"
 
 
+def default_steps() -> int:
+    """The default run's length in steps: its epochs over the embedded set."""
+    from electra.image.config import DEFAULT_PRESET, preset_config
+    from electra.image.data import load_dataset
+
+    cfg = preset_config(DEFAULT_PRESET)
+    return cfg.epochs * (len(load_dataset(cfg.dataset, "train", None, False)) // cfg.batch_size)
+
+
 def overrides(variant: str) -> dict[str, str]:
+    if variant == "full-mnist":
+        return {"dataset": "mnist", "data_dir": str(SHARED / "mnist"), "steps": str(default_steps())}
     if "=" not in variant:
         return {"augment": variant}
     return dict(item.split("=", 1) for item in variant.split("+"))
