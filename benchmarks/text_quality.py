@@ -11,6 +11,13 @@ BLiMP (``electra text blimp``, generator PLL and discriminator; a seeded subset 
 fine-tuned on the full training set (median of seeds) and CoLA dev MCC (median of seeds).  ``random`` is the same
 architecture with fresh weights, through the same measures.
 
+Budgets of up to 15 minutes are wall-clock (``minutes=``), to be run with nothing else on the machine.  Larger ones
+are compute budgets: ``PFLOP_PER_MINUTE`` × minutes of useful training FLOPs (0.2 PFLOP for 60: four times the
+15-minute cells' mean of 0.05), turned into a step count per model (an MLM step costs less than an RTD step, so
+the MLM model takes more steps) with the lr decaying to 0 at the last step.  Such a cell is the same whatever else
+the machine is doing, so it can run in the background, at one thread, and over several sessions: it continues
+from its last checkpoint (every 500 steps).
+
 Every finished cell writes a small JSON under ``benchmarks/results/text_quality/`` and is skipped when the script
 runs again, so the table fills over several runs; models and shards live under ``--work`` (not committed).  The
 table is printed from whatever cells exist.
@@ -35,6 +42,8 @@ HELDOUT = {"gutenberg": CORPUS / "valid.txt.gz", "wiki": SHARED / "text" / "wiki
 MODELS = {"rtd": {"objective": "rtd"}, "gdes": {"objective": "rtd", "embedding_sharing": "gdes"},
           "mlm": {"objective": "mlm"}, "random": None}
 VOCAB = 8192
+WALL_CLOCK_UP_TO = 15          # minutes; larger budgets are FLOP budgets
+PFLOP_PER_MINUTE = 0.2 / 60    # the 15-minute cells alone: 0.044 (RTD), 0.052 (GDES), 0.054 (MLM) PFLOP
 
 
 def cell_path(name: str) -> Path:
@@ -130,9 +139,14 @@ def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
         return random_model(shards, run)
     if done(f"{name}-pretrain"):
         return run
-    cfg = apply_overrides(preset_config("tiny"), {**MODELS[model], "minutes": minutes, "steps": 1_000_000,
-                                                 "checkpoint_every": 500, "log_every": 100,
-                                                 "plateau_check_step": 0})
+    base = apply_overrides(preset_config("tiny"), MODELS[model])
+    per_token = useful_flops_per_token(base, VOCAB, random_batches(VOCAB, base.batch_size, base.seq_len)(0))
+    if minutes <= WALL_CLOCK_UP_TO:
+        length = {"minutes": minutes, "steps": 1_000_000}
+    else:
+        tokens_per_step = base.batch_size * base.seq_len
+        length = {"steps": round(PFLOP_PER_MINUTE * minutes * 1e15 / (per_token * tokens_per_step))}
+    cfg = apply_overrides(base, {**length, "checkpoint_every": 500, "log_every": 100, "plateau_check_step": 0})
     t = time.perf_counter()
     if (run / "config.json").is_file():
         pretrain(resume=str(run), progress=False)
@@ -141,10 +155,10 @@ def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = rows[-1]["step"]
     tokens = steps * cfg.batch_size * cfg.seq_len
-    per_token = useful_flops_per_token(cfg, VOCAB, random_batches(VOCAB, cfg.batch_size, cfg.seq_len)(0))
     tail = [r for r in rows if "mlm_loss" in r][-5:]
     record(f"{name}-pretrain", {
-        "model": model, "minutes": minutes, "steps": steps, "tokens_seen": tokens,
+        "model": model, "minutes": minutes, "budget": "wall-clock" if minutes <= WALL_CLOCK_UP_TO else "flops",
+        "steps": steps, "tokens_seen": tokens,
         "pflop": round(per_token * tokens / 1e15, 3), "seconds_this_call": round(time.perf_counter() - t),
         "tokens_per_s_last": round(rows[-1].get("tokens_per_s", 0)),
         "final_train": {k: round(sum(r[k] for r in tail) / len(tail), 4) for k in tail[-1]
