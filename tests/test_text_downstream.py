@@ -76,6 +76,36 @@ def test_wrong_column_count_names_the_line(tmp_path):
         read_split(get_task("rte"), tmp_path, "train.tsv")
 
 
+def test_length_grouped_batches_cover_the_epoch_pad_less_and_stay_seeded():
+    from electra.core.batches import StepBatches, length_grouped
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(3, 80, (1000,), generator=g, device="cpu")
+
+    def epoch(order, seed=0, first_step=0):
+        batches = StepBatches(1000, lambda i: i, 32, seed, order=order)
+        return [batches(first_step + s) for s in range(batches.steps_per_epoch)]
+
+    grouped, plain = epoch(length_grouped(lengths, 32, 0)), epoch(None)
+    assert sorted(torch.cat(grouped).tolist()) == sorted(torch.cat(plain).tolist())   # the same examples, once each
+    padded = lambda batches: np.mean([int(lengths[b].max()) for b in batches])  # noqa: E731
+    assert padded(grouped) < 0.7 * padded(plain)
+    assert np.mean([float(lengths[b].max() - lengths[b].min()) for b in grouped]) < 10
+    again = epoch(length_grouped(lengths, 32, 0))
+    assert all(torch.equal(a, b) for a, b in zip(grouped, again))            # a function of seed and epoch
+    next_epoch = epoch(length_grouped(lengths, 32, 0), first_step=len(grouped))
+    assert not all(torch.equal(a, b) for a, b in zip(grouped, next_epoch))
+    other_seed = epoch(length_grouped(lengths, 32, 1), seed=1)
+    assert not all(torch.equal(a, b) for a, b in zip(grouped, other_seed))
+
+
+def test_a_finetuning_folder_saved_without_length_grouping_resumes_without_it():
+    from electra.text.finetune import finetune_config_from_dict
+
+    assert finetune_config_from_dict({"seed": 3}).group_by_length is False
+    assert finetune_config_from_dict({"seed": 3, "group_by_length": True}).group_by_length is True
+
+
 def test_layerwise_decay_values():
     from transformers import ElectraConfig, ElectraForSequenceClassification
 

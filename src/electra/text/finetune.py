@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from electra.config import apply_overrides, check, from_saved
-from electra.core.batches import StepBatches
+from electra.core.batches import StepBatches, length_grouped
 from electra.core.checkpoint import find_checkpoint, has_checkpoint, read_checkpoint_state, require_finite
 from electra.core.files import atomic_folder, write_text, write_json
 from electra.core.log import log
@@ -49,6 +49,7 @@ class FinetuneConfig:
     seed: int = 0
     log_every: int = 50
     max_train_examples: int | None = None
+    group_by_length: bool = True         # batches of similar-length examples (each padded to its longest row)
     checkpoint_every: int = 0            # 0: a checkpoint at each epoch's end; N: every N steps
     threads: int = 0                     # compute threads; 0: the cores free to this process
 
@@ -65,7 +66,8 @@ class FinetuneConfig:
 
 
 def finetune_config_from_dict(values: dict) -> FinetuneConfig:
-    return from_saved(FinetuneConfig, values, "finetune")
+    # a folder saved before length grouping existed trained with random batches, and resumes with them
+    return from_saved(FinetuneConfig, {"group_by_length": False, **values}, "finetune")
 
 
 def recipe_for(hidden_size: int) -> tuple[float, float]:
@@ -156,12 +158,16 @@ def trimmed(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def task_batches(inputs: dict, labels: torch.Tensor, batch_size: int, seed: int,
-                 device: torch.device | str = "cpu") -> StepBatches:
+                 device: torch.device | str = "cpu", group_by_length: bool = False) -> StepBatches:
+    """Training batches, each cut to its longest row; ``group_by_length``: of similar-length examples (SST-2's
+    random batches are 36% text, 64% padding; grouped, 96% text)."""
     def fetch(indices: torch.Tensor):
         batch = trimmed({k: v[indices] for k, v in inputs.items()})
         return {k: v.to(device) for k, v in batch.items()}, labels[indices].to(device)
 
-    return StepBatches(len(labels), fetch, min(batch_size, len(labels)), seed, what="training examples")
+    batch = min(batch_size, len(labels))
+    order = length_grouped(inputs["attention_mask"].sum(1), batch, seed) if group_by_length else None
+    return StepBatches(len(labels), fetch, batch, seed, what="training examples", order=order)
 
 
 @torch.no_grad()
@@ -198,7 +204,7 @@ class FinetuneRecipe:
                                     num_labels=self.task.num_labels))
         init_head(net.classifier, net.config.initializer_range, cfg.seed)
         net = net.to(device)
-        batches = task_batches(self.inputs, self.labels, cfg.batch_size, cfg.seed, device)
+        batches = task_batches(self.inputs, self.labels, cfg.batch_size, cfg.seed, device, cfg.group_by_length)
         total = self.epochs * batches.steps_per_epoch
         warmup = int(cfg.warmup_frac * total)
         opt = torch.optim.AdamW(layerwise_param_groups(net, cfg.lr, cfg.layer_decay, cfg.weight_decay),
