@@ -179,3 +179,7 @@ def test_bad_conditional_input(capsys, tmp_path, mnist_dir):
                            str(tmp_path / "a"))
     assert_one_line_error(code, err, "conditioning must be one of projection, acgan")
     assert not (tmp_path / "a").exists()
+    code, _, err = run_cli(capsys, "image", "train", "--preset", "cdcgan", "class_fakes=true", "--out",
+                           str(tmp_path / "f"))
+    assert_one_line_error(code, err, "class_fakes is an option of conditioning acgan")
+    assert not (tmp_path / "f").exists()
