@@ -16,6 +16,7 @@ precision/recall and the last logged D(x), D(G(z)), L_D, L_G (to see whether D t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -35,6 +36,7 @@ def cell_path(variant: str, seed: int) -> Path:
     return RESULTS / f"{variant.replace(',', '+').replace('=', '-')}-seed{seed}.json"
 
 
+@functools.cache
 def default_steps() -> int:
     """The default run's length in steps: its epochs over the embedded set."""
     from electra.image.config import DEFAULT_PRESET, preset_config

@@ -76,7 +76,7 @@ class ProjectionDiscriminator(DCGANDiscriminator):
         nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.spread(self.body(x)).flatten(1)
+        h = self.head_input(x)
         return self.head(h).squeeze(1) + (self.embed(labels) * h).sum(1)
 
 
@@ -90,7 +90,7 @@ class ACGANDiscriminator(DCGANDiscriminator):
         self.classify = nn.Linear(self.head.in_features, classes)
 
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.spread(self.body(x)).flatten(1)
+        h = self.head_input(x)
         return self.head(h).squeeze(1), self.classify(h)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -143,8 +143,12 @@ class DCGANDiscriminator(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x).flatten(1)
 
+    def head_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the heads see: ``features`` with the batch-spread channel when ``minibatch_std`` is on."""
+        return self.spread(self.body(x)).flatten(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.spread(self.body(x)).flatten(1)).squeeze(1)
+        return self.head(self.head_input(x)).squeeze(1)
 
 
 class Encoder(nn.Module):
