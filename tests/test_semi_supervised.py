@@ -132,8 +132,45 @@ def test_unlabelled_weight_zero_trains_on_the_labelled_digits_alone():
     assert both["discriminator"].item() > alone["discriminator"].item()   # the real/fake term is positive
 
 
-def test_a_negative_unlabelled_weight_is_one_line(capsys, tmp_path):
-    code, _, err = run_cli(capsys, "image", "train", "--preset", "ssgan", "unlabelled_weight=-1", "--steps", "1",
+@pytest.mark.parametrize("preset,override,fragment", [
+    ("ssgan", "unlabelled_weight=-1", "unlabelled_weight must be 0 or more"),
+    ("ssgan", "d_ema=1", "d_ema must lie in [0, 1)"),
+    ("dcgan", "d_ema=0.9", "d_ema is an option of objective ssgan")])
+def test_bad_semi_supervised_keys_are_one_line(capsys, tmp_path, preset, override, fragment):
+    code, _, err = run_cli(capsys, "image", "train", "--preset", preset, override, "--steps", "1",
                            "--out", str(tmp_path / "x"))
-    assert_one_line_error(code, err, "unlabelled_weight must be 0 or more")
+    assert_one_line_error(code, err, fragment)
     assert not (tmp_path / "x").exists()
+
+
+def test_the_recogniser_is_the_moving_average_of_the_discriminator(ss_run):
+    from electra.image.evaluate import split_for_eval
+    from electra.image.train import load_run, test_error
+
+    run, mnist = ss_run
+    system = load_run(run)
+    live, average = system.modules["discriminator"], system.recogniser
+    assert average is system.modules["discriminator_ema"]
+    # the data-initialised hidden scales travel with the average; the trained weights are averaged, not copied
+    assert all(torch.equal(b, dict(average.named_buffers())[n]) for n, b in live.named_buffers())
+    assert not torch.equal(live.head.direction, average.head.direction)
+    last = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+            if "test_error" in line][-1]
+    test = split_for_eval("mnist", str(mnist))[1]
+    assert last["test_error"] == pytest.approx(test_error(average, test))
+    assert last["test_error_live"] == pytest.approx(test_error(live, test))
+
+
+def test_each_step_moves_the_discriminator_average_towards_the_live_weights():
+    from electra.image.train import ImageHooks, build_system, fixed_noise
+
+    cfg = apply_overrides(preset_config("ssgan"), {"d_ema": 0.75})
+    system = build_system(cfg)
+    live, average = system.modules["discriminator"], system.modules["discriminator_ema"]
+    before = [p.detach().clone() for p in average.parameters()]
+    with torch.no_grad():
+        for p in live.parameters():
+            p.add_(1.0)
+    ImageHooks(system, fixed_noise(cfg)).after_step(None, step=10_000)
+    for old, new, target in zip(before, average.parameters(), live.parameters()):
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * target)

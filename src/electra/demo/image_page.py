@@ -99,7 +99,7 @@ class ImageDemo:
         if border.mean() > 127:   # a dark digit on a light page
             picture = 255 - picture
         digit = torch.from_numpy(np.clip(picture.round(), 0, 255).astype(np.uint8))[None]
-        probs = classify(self.system.modules["discriminator"], digit)[0]
+        probs = classify(self.system.recogniser, digit)[0]
         return {name: float(p) for name, p in zip(self.recognised_names, probs)}
 
 

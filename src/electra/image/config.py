@@ -64,6 +64,8 @@ class ImageConfig:
     beta2: float = 0.999
     batch_size: int = 64
     ema: float = 0.0                     # decay of an exponential moving average of G's weights used for sampling
+    d_ema: float = 0.0                   # ssgan: decay of a moving average of D's weights: the recogniser that test
+                                         # error, classify and the demo use (the paper's Polyak average: 0.9999)
     channels_last: bool = True           # NHWC activations: ~10% faster oneDNN convolutions on CPU, same maths
     grad_accum: int = 1                  # micro-batches per step: global batch = batch_size × grad_accum × ranks
     precision: str = "fp32"              # fp32 | bf16 | fp16 (autocast; fp16 with a GradScaler, GPU only)
@@ -101,7 +103,8 @@ class ImageConfig:
             (self.lr_decay in LR_DECAYS, f"lr_decay must be one of {', '.join(LR_DECAYS)}"),
             (0 <= self.lr_final <= 1, "lr_final must lie in [0, 1]"),
             (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must lie in [0, 1)"),
-            (0 <= self.ema < 1, "ema must lie in [0, 1)"),
+            (0 <= self.ema < 1 and 0 <= self.d_ema < 1, "ema and d_ema must lie in [0, 1)"),
+            (self.d_ema == 0 or self.objective == "ssgan", "d_ema is an option of objective ssgan"),
             (0 < self.real_label <= 1, "real_label must lie in (0, 1]"),
             (not self.minibatch_std or self.model == "dcgan", "minibatch_std is a dcgan discriminator option"),
             (self.d_extra_convs >= 0, "d_extra_convs must be 0 or more"),
@@ -154,9 +157,9 @@ PRESETS: dict[str, dict] = {
                    schedule="alternating", lr=2e-3, beta1=0.5, batch_size=64, epochs=25),
     # Salimans et al. 2016's semi-supervised GAN as in openai/improved-gan's MNIST run: K-class ReLU MLP
     # discriminator with weight norm (initialised from data) and Gaussian noise, feature-matching generator,
-    # Adam 3e-3 β1 0.5, batch 100, 100 labels.
+    # Adam 3e-3 β1 0.5, batch 100, 100 labels; digits recognised by a moving average of D's weights (rate 1e-4).
     "ssgan": dict(model="ssgan-mlp", objective="ssgan", schedule="alternating", lr=3e-3, beta1=0.5,
-                  batch_size=100, labels=100, epochs=300, log_every=50),
+                  batch_size=100, labels=100, epochs=300, log_every=50, d_ema=0.9999),
     # Generator trained "like an autoencoder": encoder + generator, ELBO.
     "vae": dict(model="dcgan", objective="vae", schedule="every-step", lr=1e-3, beta1=0.9, batch_size=64,
                 epochs=20),

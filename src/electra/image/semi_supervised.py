@@ -244,7 +244,7 @@ def classify_target(run_dir, target=None, dataset: str | None = None, data_dir: 
             images = images_from_array(read_npy(source), str(source))
         else:
             raise UserError(f"{source}: give an .npy file or a folder of 28x28 images")
-    probs = classify(system.modules["discriminator"], images)
+    probs = classify(system.recogniser, images)
     best, predicted = probs.max(1)
     path = Path(out) if out else source.with_name(source.name + ".predictions.csv")
     write_text(path, "index,prediction,probability\n" + "".join(

@@ -54,6 +54,11 @@ class ImageSystem:
     def sampler(self) -> torch.nn.Module:
         return self.modules.get("generator_ema", self.modules["generator"])
 
+    @property
+    def recogniser(self) -> torch.nn.Module:
+        """The discriminator that classifies digits (ssgan): its weight average when the run keeps one."""
+        return self.modules.get("discriminator_ema", self.modules["discriminator"])
+
 
 def classes(cfg: ImageConfig) -> int:
     """How many classes the generator is told about: 0 unless the run is conditional."""
@@ -117,6 +122,8 @@ def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageS
         ema = copy.deepcopy(modules["generator"])
         ema.requires_grad_(False)
         modules["generator_ema"] = ema
+    if cfg.d_ema > 0:
+        modules["discriminator_ema"] = copy.deepcopy(modules["discriminator"]).requires_grad_(False)
     if cfg.compile:
         for name in ("generator", "discriminator", "encoder"):
             if name in modules:
@@ -156,9 +163,10 @@ class ImageHooks(Hooks):
         self._standing_at: int | None = None
 
     def after_step(self, trainer, step: int) -> None:
-        average = self.system.modules.get("generator_ema")
-        if average is not None:
-            update_average(average, self.system.modules["generator"], ema_decay(self.system.config.ema, step))
+        for live, target in (("generator", self.system.config.ema), ("discriminator", self.system.config.d_ema)):
+            average = self.system.modules.get(f"{live}_ema")
+            if average is not None:
+                update_average(average, self.system.modules[live], ema_decay(target, step))
 
     def _ready_sampler(self, trainer) -> None:
         """Give the weight average batch-norm statistics of its own before anyone samples or saves it."""
@@ -184,9 +192,12 @@ class ImageHooks(Hooks):
     def on_epoch_end(self, trainer, epoch: int) -> None:
         self.grid(trainer, f"epoch-{epoch:03d}.png")
         if self.test is not None:   # ssgan: the discriminator as a classifier, on the test split
-            error = test_error(self.system.modules["discriminator"], self.test)
-            trainer.write_metrics({"step": trainer.step, "test_error": error})
-            log(f"epoch {epoch}: test error {100 * error:.2f}% ({len(self.test)} test images)")
+            row = {"step": trainer.step, "test_error": test_error(self.system.recogniser, self.test)}
+            if "discriminator_ema" in self.system.modules:   # the live weights' error too, to see what averaging buys
+                row["test_error_live"] = test_error(self.system.modules["discriminator"], self.test)
+            trainer.write_metrics(row)
+            log(f"epoch {epoch}: test error {100 * row['test_error']:.2f}% ({len(self.test)} test images)"
+                + (f"; live weights {100 * row['test_error_live']:.2f}%" if "test_error_live" in row else ""))
 
     def on_finish(self, trainer) -> None:
         self.grid(trainer, "final.png")
@@ -247,6 +258,8 @@ class ImageRecipe:
         self.system = system = build_system(cfg, device)
         if cfg.objective == "ssgan":   # a resumed run then loads its trained weights over this
             initialise_discriminator(system.modules["discriminator"], self.data.images, cfg.seed)
+            if "discriminator_ema" in system.modules:   # the average starts from the initialised weights and scales
+                system.modules["discriminator_ema"].load_state_dict(system.modules["discriminator"].state_dict())
         decay = None if cfg.lr_decay == "none" else \
             (lambda step, fraction: lr_decay(fraction, cfg.lr_decay, cfg.lr_final))
         return Plan(
