@@ -90,6 +90,11 @@ def _one_batch(models: dict[str, torch.nn.Module], cfg: ImageConfig) -> None:
             model(images)
 
 
+def averaged(cfg: ImageConfig) -> tuple[tuple[str, float], ...]:
+    """(module, decay) of the weight averages a run may keep: G's for sampling, D's for recognising (ssgan)."""
+    return ("generator", cfg.ema), ("discriminator", cfg.d_ema)
+
+
 def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageSystem:
     require_fits(lambda: _models(cfg), torch.device(device), f"the {cfg.model} model (width {cfg.width})",
                  forward=lambda models: _one_batch(models, cfg))
@@ -118,12 +123,9 @@ def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageS
     if cfg.channels_last:
         for module in modules.values():
             module.to(memory_format=torch.channels_last)
-    if cfg.ema > 0:
-        ema = copy.deepcopy(modules["generator"])
-        ema.requires_grad_(False)
-        modules["generator_ema"] = ema
-    if cfg.d_ema > 0:
-        modules["discriminator_ema"] = copy.deepcopy(modules["discriminator"]).requires_grad_(False)
+    for live, decay in averaged(cfg):
+        if decay > 0:
+            modules[f"{live}_ema"] = copy.deepcopy(modules[live]).requires_grad_(False)
     if cfg.compile:
         for name in ("generator", "discriminator", "encoder"):
             if name in modules:
@@ -163,7 +165,7 @@ class ImageHooks(Hooks):
         self._standing_at: int | None = None
 
     def after_step(self, trainer, step: int) -> None:
-        for live, target in (("generator", self.system.config.ema), ("discriminator", self.system.config.d_ema)):
+        for live, target in averaged(self.system.config):
             average = self.system.modules.get(f"{live}_ema")
             if average is not None:
                 update_average(average, self.system.modules[live], ema_decay(target, step))
