@@ -141,7 +141,8 @@ def build_optimizers(cfg: ImageConfig, system: ImageSystem) -> dict[str, torch.o
         # fused: one pass over all parameters per step (4x faster than the default per-tensor loop on CPU);
         # devices without the fused kernel take the multi-tensor one.
         fused = params[0].device.type in FUSED_ADAM_DEVICES
-        opts[group] = torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=fused, foreach=not fused)
+        opts[group] = torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps,
+                                       fused=fused, foreach=not fused)
     return opts
 
 
