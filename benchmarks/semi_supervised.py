@@ -14,7 +14,9 @@ after the last epoch (no model selection on the test set), the best epoch's erro
 it took, as JSON in ``benchmarks/results/semi_supervised/``.  Cells already there are skipped, so the table fills
 over several runs.  The paper's schedule is 300 epochs; ``--epochs`` sets how much of it a cell runs.  A cell's
 run folder lives under ``--work`` (not committed) and checkpoints every epoch, so a cell stopped part-way (a
-session's end) continues from its last epoch when the script runs again; its minutes add up over the calls.
+session's end) continues from its last epoch when the script runs again; its minutes add up over the calls.  A
+cell for more epochs starts from a copy of the same variant's longest shorter run (the lr is constant, so that is
+the same training), and its minutes include that run's.
 """
 
 from __future__ import annotations
@@ -43,6 +45,16 @@ def cell_path(variant: str, labels: int, draw: int, epochs: int) -> Path:
     return RESULTS / f"{variant}-{labels}labels-draw{draw}-{epochs}ep.json"
 
 
+def shorter_run(variant: str, labels: int, draw: int, epochs: int, work: Path) -> Path | None:
+    """The run folder of the same variant, labels and draw with the most epochs below ``epochs`` (checkpointed)."""
+    found = {}
+    for folder in work.glob(f"{variant}-{labels}labels-draw{draw}-*ep"):
+        n = int(folder.name.rsplit("-", 1)[1][:-2])
+        if n < epochs and (folder / "checkpoints").is_dir() and (work / f"{folder.name}.minutes").is_file():
+            found[n] = folder
+    return found[max(found)] if found else None
+
+
 def run_cell(variant: str, labels: int, draw: int, epochs: int, work: Path) -> dict:
     from electra.config import apply_overrides
     from electra.core.metrics import read_metrics
@@ -55,8 +67,15 @@ def run_cell(variant: str, labels: int, draw: int, epochs: int, work: Path) -> d
     run = work / path.stem
     spent = run.parent / f"{path.stem}.minutes"   # wall-clock minutes of earlier calls on this cell
     t = time.perf_counter()
+    shorter = shorter_run(variant, labels, draw, epochs, work)
+    if not (run / "checkpoints").is_dir() and shorter is not None:
+        # the lr is constant, so a longer cell is the shorter one trained on: continue a copy of it
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.copytree(shorter, run)
+        spent.write_text((shorter.parent / f"{shorter.name}.minutes").read_text())
+        say(f"{path.stem}: continuing a copy of {shorter.name}")
     if (run / "checkpoints").is_dir():
-        train_image(resume=str(run), progress=False)
+        train_image(resume=str(run), overrides={"epochs": epochs}, progress=False)
     else:
         shutil.rmtree(run, ignore_errors=True)   # a folder without a checkpoint holds nothing to continue
         cfg = apply_overrides(preset_config("ssgan"), {"dataset": "mnist", "data_dir": str(SHARED / "mnist"),
