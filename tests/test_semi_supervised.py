@@ -165,7 +165,7 @@ def test_the_recogniser_is_the_moving_average_of_the_discriminator(ss_run):
 def test_the_preset_optimises_with_the_papers_adam_epsilon():
     from electra.image.train import build_optimizers, build_system
 
-    # the paper's Adam adds its 1e-8 under the square root; outside it that is ~1e-4, which keeps D from winning
+    # the paper's Adam adds its 1e-8 under the square root, which outside it is ~1e-4
     cfg = preset_config("ssgan")
     optimizers = build_optimizers(cfg, build_system(cfg))
     assert {g["eps"] for o in optimizers.values() for g in o.param_groups} == {1e-4}
