@@ -45,12 +45,17 @@ def cell_path(variant: str, labels: int, draw: int, epochs: int) -> Path:
     return RESULTS / f"{variant}-{labels}labels-draw{draw}-{epochs}ep.json"
 
 
+def minutes_file(run: Path) -> Path:
+    """Wall-clock minutes of the earlier calls on a cell's run folder."""
+    return run.parent / f"{run.name}.minutes"
+
+
 def shorter_run(variant: str, labels: int, draw: int, epochs: int, work: Path) -> Path | None:
     """The run folder of the same variant, labels and draw with the most epochs below ``epochs`` (checkpointed)."""
     found = {}
     for folder in work.glob(f"{variant}-{labels}labels-draw{draw}-*ep"):
         n = int(folder.name.rsplit("-", 1)[1][:-2])
-        if n < epochs and (folder / "checkpoints").is_dir() and (work / f"{folder.name}.minutes").is_file():
+        if n < epochs and (folder / "checkpoints").is_dir() and minutes_file(folder).is_file():
             found[n] = folder
     return found[max(found)] if found else None
 
@@ -65,14 +70,14 @@ def run_cell(variant: str, labels: int, draw: int, epochs: int, work: Path) -> d
     if path.is_file():
         return json.loads(path.read_text())
     run = work / path.stem
-    spent = run.parent / f"{path.stem}.minutes"   # wall-clock minutes of earlier calls on this cell
+    spent = minutes_file(run)
     t = time.perf_counter()
-    shorter = shorter_run(variant, labels, draw, epochs, work)
-    if not (run / "checkpoints").is_dir() and shorter is not None:
+    shorter = None if (run / "checkpoints").is_dir() else shorter_run(variant, labels, draw, epochs, work)
+    if shorter is not None:
         # the lr is constant, so a longer cell is the shorter one trained on: continue a copy of it
         shutil.rmtree(run, ignore_errors=True)
         shutil.copytree(shorter, run)
-        spent.write_text((shorter.parent / f"{shorter.name}.minutes").read_text())
+        spent.write_text(minutes_file(shorter).read_text())
         say(f"{path.stem}: continuing a copy of {shorter.name}")
     if (run / "checkpoints").is_dir():
         train_image(resume=str(run), overrides={"epochs": epochs}, progress=False)
