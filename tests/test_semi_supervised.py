@@ -132,11 +132,66 @@ def test_unlabelled_weight_zero_trains_on_the_labelled_digits_alone():
     assert both["discriminator"].item() > alone["discriminator"].item()   # the real/fake term is positive
 
 
+def test_the_papers_generator_sees_uniform_noise_and_has_no_batch_norm_scale():
+    from electra.image.semi_supervised import SSGANGenerator
+
+    torch.manual_seed(0)
+    paper, ours = SSGANGenerator(uniform_noise=True, bn_scale=False), SSGANGenerator()
+    seen = []
+    paper.net[0].register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    images = paper(torch.randn(4000, 100))
+    u = seen[0]
+    assert images.shape == (4000, 1, 28, 28) and 0 <= u.min() and u.max() <= 1
+    # uniform on [0, 1]: mean 1/2, variance 1/12, a tenth of the values in each tenth
+    assert u.mean().item() == pytest.approx(0.5, abs=0.01) and u.var().item() == pytest.approx(1 / 12, rel=0.03)
+    assert torch.histc(u, bins=10, min=0, max=1).div(u.numel()).sub(0.1).abs().max() < 0.01
+    names = {n for n, _ in paper.named_parameters()}
+    assert not any(n.endswith(".weight") for n in names if n.startswith(("net.1.", "net.4.")))
+    assert {"net.1.shift", "net.4.shift"} <= names and "net.1.weight" in {n for n, _ in ours.named_parameters()}
+
+
+def test_the_fresh_generator_step_matches_new_fakes_to_the_second_batch():
+    from electra.image.objectives import Noise
+    from electra.image.semi_supervised import SSGANDiscriminator, SSGANGenerator, SSGANObjective
+
+    torch.manual_seed(0)
+    gen, disc = SSGANGenerator(), SSGANDiscriminator(hidden=(16, 8))
+    gen.eval(), disc.eval()   # no noise layers, fixed batch-norm statistics: one function throughout
+    batch = {"unlabelled": torch.rand(6, 1, 28, 28) * 2 - 1, "second": torch.rand(6, 1, 28, 28) * 2 - 1,
+             "labelled": (torch.rand(4, 1, 28, 28) * 2 - 1, torch.tensor([0, 1, 2, 3]))}
+    noise = Noise(100, seed=3)
+    fresh = SSGANObjective(gen, disc, noise, fresh_batch=True)
+    cache = {}
+    fresh.losses("discriminator", batch, cache)   # leaves the D step's fakes in the cache, as a training step does
+    loss = fresh.losses("generator", batch, cache)[0]["generator"]
+    fakes = gen(noise(6, stream="z_generator"))
+    expected = (disc.features(batch["second"]).mean(0) - disc.features(fakes).mean(0)).square().mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    reused = SSGANObjective(gen, disc, noise).losses("generator", batch, dict(cache))[0]["generator"]
+    assert reused.item() != pytest.approx(loss.item(), rel=1e-3)
+
+
+def test_a_run_with_the_papers_generator_options_trains_and_records_them(tmp_path):
+    from conftest import write_mnist
+
+    mnist = write_mnist(tmp_path / "mnist", train=200, test=60)
+    cfg = apply_overrides(preset_config("ssgan"), {
+        "dataset": "mnist", "data_dir": str(mnist), "labels": 20, "batch_size": 20, "steps": 4, "log_every": 2,
+        "grid_size": 4, "g_noise": "uniform", "g_bn_scale": False, "g_fresh_batch": True})
+    run = train_image(cfg, out=str(tmp_path / "run"), progress=False)
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["g_noise"], saved["g_bn_scale"], saved["g_fresh_batch"]) == ("uniform", False, True)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["L_G"]) for r in rows if "L_G" in r) and any("L_G" in r for r in rows)
+
+
 @pytest.mark.parametrize("preset,override,fragment", [
     ("ssgan", "unlabelled_weight=-1", "unlabelled_weight must be 0 or more"),
     ("ssgan", "d_ema=1", "d_ema must lie in [0, 1)"),
     ("dcgan", "d_ema=0.9", "d_ema is an option of objective ssgan"),
-    ("ssgan", "adam_eps=0", "adam_eps must be positive")])
+    ("ssgan", "adam_eps=0", "adam_eps must be positive"),
+    ("ssgan", "g_noise=normal", "g_noise must be gaussian or uniform"),
+    ("dcgan", "g_fresh_batch=true", "are options of objective ssgan")])
 def test_bad_semi_supervised_keys_are_one_line(capsys, tmp_path, preset, override, fragment):
     code, _, err = run_cli(capsys, "image", "train", "--preset", preset, override, "--steps", "1",
                            "--out", str(tmp_path / "x"))

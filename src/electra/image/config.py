@@ -41,6 +41,10 @@ class ImageConfig:
     num_classes: int = 10                # cgan, ssgan: classes of the data (set from a folder data set's sub-folders)
     labels: int = 100                    # ssgan: labelled images (a seeded class-balanced draw), the rest unlabelled
     unlabelled_weight: float = 1.0       # ssgan: weight of the real/fake term; 0: D learns from the labelled alone
+    g_noise: str = "gaussian"            # ssgan: gaussian | uniform (G sees Φ(z), uniform on [0, 1], as the paper's)
+    g_bn_scale: bool = True              # ssgan: G's batch norm has a trained scale (False: a shift only, the paper's)
+    g_fresh_batch: bool = False          # ssgan: the G step draws new fakes and matches the features of a second
+                                         # unlabelled batch (the paper's); False reuses the D step's fakes and batch
     loss_reduction: str = "mean"         # mean: losses comparable across batch sizes; sum: Σ exactly as written
     real_label: float = 1.0              # < 1: one-sided label smoothing of D's real target
     augment: str = "none"                # gan: DiffAugment of everything D judges, e.g. translation,cutout
@@ -138,6 +142,9 @@ class ImageConfig:
             (self.class_weight >= 0, "class_weight must be 0 or more"),
             (not self.class_fakes or self.conditioning == "acgan", "class_fakes is an option of conditioning acgan"),
             (self.unlabelled_weight >= 0, "unlabelled_weight must be 0 or more"),
+            (self.g_noise in ("gaussian", "uniform"), "g_noise must be gaussian or uniform"),
+            (self.objective == "ssgan" or (self.g_noise == "gaussian" and self.g_bn_scale and not self.g_fresh_batch),
+             "g_noise, g_bn_scale and g_fresh_batch are options of objective ssgan"),
             (not self.binarize or self.objective == "vae", "binarize is an option of objective vae"),
             (self.labels >= 1, "labels must be at least 1"),
             (self.num_classes >= 2, "num_classes must be at least 2"),

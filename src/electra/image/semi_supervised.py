@@ -107,17 +107,35 @@ class SSGANDiscriminator(nn.Module):
         self.head.initialise_from(self.noise(h))
 
 
-class SSGANGenerator(nn.Module):
-    """100 → 500 → 500 (batch norm, softplus) → 784 (weight norm, tanh: the [-1, 1] range of the image track)."""
+class ShiftOnlyBatchNorm(nn.BatchNorm1d):
+    """Batch norm with a trained shift and no scale (the paper's generator: ``batch_norm(…, g=None)``)."""
 
-    def __init__(self, noise_dim: int = 100) -> None:
+    def __init__(self, width: int) -> None:
+        super().__init__(width, affine=False)
+        self.shift = nn.Parameter(torch.zeros(width, device=None))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + self.shift
+
+
+class SSGANGenerator(nn.Module):
+    """100 → 500 → 500 (batch norm, softplus) → 784 (weight norm, tanh: the [-1, 1] range of the image track).
+
+    ``uniform_noise``: the network sees Φ(z), uniform on [0, 1] as the paper's noise, while the track's noise (grids,
+    sampling, export) stays N(0, 1).  ``bn_scale`` False: batch norm with a shift only, as the paper's."""
+
+    def __init__(self, noise_dim: int = 100, uniform_noise: bool = False, bn_scale: bool = True) -> None:
         super().__init__()
+        self.uniform_noise = uniform_noise
+        norm = (lambda: nn.BatchNorm1d(500)) if bn_scale else (lambda: ShiftOnlyBatchNorm(500))
         self.net = nn.Sequential(
-            nn.Linear(noise_dim, 500, bias=False), nn.BatchNorm1d(500), nn.Softplus(),
-            nn.Linear(500, 500, bias=False), nn.BatchNorm1d(500), nn.Softplus(),
+            nn.Linear(noise_dim, 500, bias=False), norm(), nn.Softplus(),
+            nn.Linear(500, 500, bias=False), norm(), nn.Softplus(),
             _wn(nn.Linear(500, 28 * 28)), nn.Tanh())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.uniform_noise:
+            z = 0.5 * (1.0 + torch.erf(z * 0.5 ** 0.5))   # Φ(z) with an op every ONNX exporter knows
         return self.net(z).view(-1, 1, 28, 28)
 
 
@@ -132,9 +150,10 @@ class SSGANObjective(ImageObjective):
     groups = {"generator": ("generator",), "discriminator": ("discriminator",)}
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, noise: Noise,
-                 unlabelled_weight: float = 1.0) -> None:
+                 unlabelled_weight: float = 1.0, fresh_batch: bool = False) -> None:
         self.G, self.D, self.noise = generator, discriminator, noise
         self.unlabelled_weight = unlabelled_weight   # 0: the supervised-only baseline (the fakes never reach D)
+        self.fresh_batch = fresh_batch   # the G step: new fakes, real features from the batch's "second" images
 
     def losses(self, update: str, batch: dict, cache: dict):
         images = batch["unlabelled"]
@@ -152,6 +171,9 @@ class SSGANObjective(ImageObjective):
                 "L_D": loss.detach(), "L_supervised": supervised.detach(),
                 "labelled_acc": (labelled.detach().argmax(1) == y).float().mean()}
         if update == "generator":   # feature matching on D's last hidden layer
+            if self.fresh_batch:
+                images = batch["second"]
+                fake = self.G(self.noise(images.shape[0], stream="z_generator"))
             real_features = self.D.features(images).detach().mean(0)
             loss = (real_features - self.D.features(fake).mean(0)).square().mean()
             return {"generator": loss}, {"L_G": loss.detach()}
@@ -188,17 +210,22 @@ def labelled_indices(labels: torch.Tensor, count: int, seed: int) -> torch.Tenso
 
 
 class SemiSupervisedBatches:
-    """Per step: a batch of all images (their labels unused) and a batch of the labelled few (cycled)."""
+    """Per step: a batch of all images (their labels unused) and a batch of the labelled few (cycled); with
+    ``second``, also a batch of all images in a second order (the generator step's real images)."""
 
     def __init__(self, everything: StepBatches, labelled: StepBatches, labelled_labels: torch.Tensor,
-                 device) -> None:
+                 device, second: StepBatches | None = None) -> None:
         self.everything, self.labelled, self.labels = everything, labelled, labelled_labels.to(device)
+        self.second = second
         self.steps_per_epoch, self.global_batch = everything.steps_per_epoch, everything.global_batch
 
     def __call__(self, step: int, micro: int = 0) -> dict:
         index = self.labelled.indices(step, micro)
-        return {"unlabelled": self.everything(step, micro),
-                "labelled": (self.labelled.fetch(index), self.labels[index.to(self.labels.device)])}
+        batch = {"unlabelled": self.everything(step, micro),
+                 "labelled": (self.labelled.fetch(index), self.labels[index.to(self.labels.device)])}
+        if self.second is not None:
+            batch["second"] = self.second(step, micro)
+        return batch
 
 
 @torch.no_grad()

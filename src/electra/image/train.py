@@ -74,7 +74,7 @@ def _models(cfg: ImageConfig) -> dict[str, torch.nn.Module]:
     labelled = cfg.objective in ("cgan", "ssgan")
     return build_models(cfg.model, cfg.objective, cfg.width, cfg.spectral_norm, cfg.noise_dim, cfg.minibatch_std,
                         cfg.minibatch_group, cfg.d_width, cfg.d_extra_convs, cfg.num_classes if labelled else 0,
-                        cfg.conditioning)
+                        cfg.conditioning, cfg.g_noise, cfg.g_bn_scale)
 
 
 def _one_batch(models: dict[str, torch.nn.Module], cfg: ImageConfig) -> None:
@@ -113,7 +113,8 @@ def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageS
         objective = game(modules["generator"], modules["discriminator"], noise, cfg.loss_reduction, cfg.real_label,
                          parse_policy(cfg.augment))
     elif cfg.objective == "ssgan":
-        objective = SSGANObjective(modules["generator"], modules["discriminator"], noise, cfg.unlabelled_weight)
+        objective = SSGANObjective(modules["generator"], modules["discriminator"], noise, cfg.unlabelled_weight,
+                                   cfg.g_fresh_batch)
     elif cfg.objective == "vae":
         objective = VAEObjective(modules["encoder"], modules["generator"], noise, cfg.vae_beta, cfg.binarize)
     else:
@@ -288,7 +289,10 @@ class ImageRecipe:
                                                   "labels": labels[chosen].tolist()})
         few = image_batches(self.data.images[chosen], min(cfg.batch_size, len(chosen)), cfg.seed + 1,
                             cfg.channels_last, 1, 0, 1, device)
-        return SemiSupervisedBatches(everything, few, labels[chosen], device)
+        # the paper's G step compares its fakes with a second pass over the data in its own order
+        second = image_batches(self.data.images, cfg.batch_size, cfg.seed + 2, cfg.channels_last, cfg.grad_accum,
+                               rank.rank, rank.world, device) if cfg.g_fresh_batch else None
+        return SemiSupervisedBatches(everything, few, labels[chosen], device, second)
 
     def describe(self, cfg: ImageConfig, plan: Plan) -> str:
         steps = plan.total_steps if plan.total_steps < 10**9 else "∞"
