@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -137,8 +138,12 @@ def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
     run = work / name
     if model == "random":
         return random_model(shards, run)
-    if done(f"{name}-pretrain"):
+    recorded = done(f"{name}-pretrain")
+    finished = (run / "discriminator" / "config.json").is_file() and not (run / "checkpoints").is_dir()
+    if recorded and (finished or not recorded["budget"] == "flops"):
         return run
+    # a FLOP-budget cell whose model is gone (models are not committed) trains again to the same step count; its
+    # figures go to a ``-again`` cell, so the recorded one stays and the two runs can be compared
     base = apply_overrides(preset_config("tiny"), MODELS[model])
     per_token = useful_flops_per_token(base, VOCAB, random_batches(VOCAB, base.batch_size, base.seq_len)(0))
     if minutes <= WALL_CLOCK_UP_TO:
@@ -156,7 +161,7 @@ def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
     steps = rows[-1]["step"]
     tokens = steps * cfg.batch_size * cfg.seq_len
     tail = [r for r in rows if "mlm_loss" in r][-5:]
-    record(f"{name}-pretrain", {
+    record(f"{name}-pretrain" + ("-again" if recorded else ""), {
         "model": model, "minutes": minutes, "budget": "wall-clock" if minutes <= WALL_CLOCK_UP_TO else "flops",
         "steps": steps, "tokens_seen": tokens,
         "pflop": round(per_token * tokens / 1e15, 3), "seconds_this_call": round(time.perf_counter() - t),
@@ -189,18 +194,23 @@ def finetune_cell(model: str, minutes: float, run: Path, task: str, seeds: int, 
     from electra.text.finetune import finetune
 
     name = f"{model}-{minutes:g}min-{task}"
-    if len((done(name) or {}).get("per_seed", [])) >= seeds:
+    recorded = (done(name) or {}).get("per_seed", [])
+    if len(recorded) >= seeds:
         return
     out = work / name
     t = time.perf_counter()
     if (out / "config.json").is_file():   # an unfinished seed continues; a recorded cell may gain seeds
-        result = finetune(resume=out, progress=False, overrides={"seeds": seeds})
+        first = json.loads((out / "config.json").read_text()).get("seed", 0)
+        result = finetune(resume=out, progress=False, overrides={"seeds": seeds - first})
     else:
-        result = finetune(run, task, SHARED / "glue", out=out, progress=False, overrides={"seeds": seeds})
+        # seeds recorded by a folder that is gone are kept; only the missing ones are trained
+        first = len(recorded)
+        result = finetune(run, task, SHARED / "glue", out=out, progress=False,
+                          overrides={"seed": first, "seeds": seeds - first})
     split = list(result["median"])[0]
     metric = result["main_metric"]
-    record(name, {"task": task, "metric": metric, "median": result["main_score"],
-                  "per_seed": [s["scores"][split][metric] for s in result["seeds"]],
+    per_seed = recorded[:first] + [s["scores"][split][metric] for s in result["seeds"]]
+    record(name, {"task": task, "metric": metric, "median": statistics.median(per_seed), "per_seed": per_seed,
                   "seconds_this_call": round(time.perf_counter() - t)})
 
 
