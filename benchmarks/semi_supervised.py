@@ -40,7 +40,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "semi_supervised"
 VARIANTS = {"ssgan": {"d_ema": 0.0}, "ssgan-avg": {}, "supervised": {"unlabelled_weight": 0.0, "d_ema": 0.0},
             # the paper's generator: uniform noise, batch norm without a scale, new fakes and a second batch
             "ssgan-avg-paperg": {"g_noise": "uniform", "g_bn_scale": False, "g_fresh_batch": True},
-            "ssgan-avg-fresh": {"g_fresh_batch": True}}   # … and its generator step alone
+            "ssgan-avg-fresh": {"g_fresh_batch": True},   # … its generator step alone
+            "ssgan-avg-noscale": {"g_bn_scale": False}}   # … its batch norm alone
 VARIANTS.update({f"{name}-eps8": {**keys, "adam_eps": 1e-8} for name, keys in list(VARIANTS.items())})
 
 
