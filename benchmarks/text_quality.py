@@ -36,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from common import SHARED, peak_rss_mb, say  # noqa: E402
+from electra.core.metrics import read_metrics  # noqa: E402
 
 RESULTS = HERE / "results" / "text_quality"
 CORPUS = SHARED / "text" / "gutenberg-40m"
@@ -128,6 +129,11 @@ def random_model(shards: Path, out: Path) -> Path:
     return out
 
 
+def last_step(run: Path) -> int:
+    rows = read_metrics(run / "metrics.jsonl")
+    return rows[-1]["step"] if rows else 0
+
+
 def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
     from electra.config import apply_overrides
     from electra.text.config import preset_config
@@ -139,11 +145,10 @@ def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
     if model == "random":
         return random_model(shards, run)
     recorded = done(f"{name}-pretrain")
-    finished = (run / "discriminator" / "config.json").is_file() and not (run / "checkpoints").is_dir()
-    if recorded and (finished or not recorded["budget"] == "flops"):
+    # a FLOP-budget cell whose model is gone or unfinished (models are not committed) trains again to the same step
+    # count; its figures go to a ``-again`` cell, so the recorded one stays and the two runs can be compared
+    if recorded and (recorded["budget"] != "flops" or last_step(run) >= recorded["steps"]):
         return run
-    # a FLOP-budget cell whose model is gone (models are not committed) trains again to the same step count; its
-    # figures go to a ``-again`` cell, so the recorded one stays and the two runs can be compared
     base = apply_overrides(preset_config("tiny"), MODELS[model])
     per_token = useful_flops_per_token(base, VOCAB, random_batches(VOCAB, base.batch_size, base.seq_len)(0))
     if minutes <= WALL_CLOCK_UP_TO:
@@ -157,7 +162,7 @@ def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
         pretrain(resume=str(run), progress=False)
     else:
         pretrain(cfg, data=str(shards), out=str(run), progress=False)
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(run / "metrics.jsonl")
     steps = rows[-1]["step"]
     tokens = steps * cfg.batch_size * cfg.seq_len
     tail = [r for r in rows if "mlm_loss" in r][-5:]
