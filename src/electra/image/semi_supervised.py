@@ -127,10 +127,10 @@ class SSGANGenerator(nn.Module):
     def __init__(self, noise_dim: int = 100, uniform_noise: bool = False, bn_scale: bool = True) -> None:
         super().__init__()
         self.uniform_noise = uniform_noise
-        norm = (lambda: nn.BatchNorm1d(500)) if bn_scale else (lambda: ShiftOnlyBatchNorm(500))
+        norm = nn.BatchNorm1d if bn_scale else ShiftOnlyBatchNorm
         self.net = nn.Sequential(
-            nn.Linear(noise_dim, 500, bias=False), norm(), nn.Softplus(),
-            nn.Linear(500, 500, bias=False), norm(), nn.Softplus(),
+            nn.Linear(noise_dim, 500, bias=False), norm(500), nn.Softplus(),
+            nn.Linear(500, 500, bias=False), norm(500), nn.Softplus(),
             _wn(nn.Linear(500, 28 * 28)), nn.Tanh())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
