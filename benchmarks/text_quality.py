@@ -19,7 +19,9 @@ the machine is doing, so it can run in the background, at one thread, and over s
 from its last checkpoint (every 500 steps).
 
 Every finished cell writes a small JSON under ``benchmarks/results/text_quality/`` and is skipped when the script
-runs again, so the table fills over several runs; models and shards live under ``--work`` (not committed).  The
+runs again, so the table fills over several runs; models and shards live under ``--work`` (not committed).  A
+recorded cell whose model is gone (a fresh checkout) trains again to the recorded step count, wall-clock cells
+included, and records ``NAME-pretrain-again`` beside the original, so later seeds fine-tune the same recipe.  The
 table is printed from whatever cells exist.
 """
 
@@ -145,13 +147,16 @@ def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
     if model == "random":
         return random_model(shards, run)
     recorded = done(f"{name}-pretrain")
-    # a FLOP-budget cell whose model is gone or unfinished (models are not committed) trains again to the same step
-    # count; its figures go to a ``-again`` cell, so the recorded one stays and the two runs can be compared
-    if recorded and (recorded["budget"] != "flops" or last_step(run) >= recorded["steps"]):
+    # a recorded cell whose model is gone or unfinished (models are not committed) trains again to the recorded step
+    # count, a wall-clock cell too (its minutes on another machine would be another model); its figures go to a
+    # ``-again`` cell, so the recorded one stays and the two runs can be compared
+    if recorded and last_step(run) >= recorded["steps"]:
         return run
     base = apply_overrides(preset_config("tiny"), MODELS[model])
     per_token = useful_flops_per_token(base, VOCAB, random_batches(VOCAB, base.batch_size, base.seq_len)(0))
-    if minutes <= WALL_CLOCK_UP_TO:
+    if recorded:
+        length = {"steps": recorded["steps"]}
+    elif minutes <= WALL_CLOCK_UP_TO:
         length = {"minutes": minutes, "steps": 1_000_000}
     else:
         tokens_per_step = base.batch_size * base.seq_len
@@ -167,7 +172,8 @@ def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
     tokens = steps * cfg.batch_size * cfg.seq_len
     tail = [r for r in rows if "mlm_loss" in r][-5:]
     record(f"{name}-pretrain" + ("-again" if recorded else ""), {
-        "model": model, "minutes": minutes, "budget": "wall-clock" if minutes <= WALL_CLOCK_UP_TO else "flops",
+        "model": model, "minutes": minutes, "budget": "steps" if recorded and minutes <= WALL_CLOCK_UP_TO
+        else "wall-clock" if minutes <= WALL_CLOCK_UP_TO else "flops",
         "steps": steps, "tokens_seen": tokens,
         "pflop": round(per_token * tokens / 1e15, 3), "seconds_this_call": round(time.perf_counter() - t),
         "tokens_per_s_last": round(rows[-1].get("tokens_per_s", 0)),
