@@ -155,12 +155,12 @@ def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
     base = apply_overrides(preset_config("tiny"), MODELS[model])
     per_token = useful_flops_per_token(base, VOCAB, random_batches(VOCAB, base.batch_size, base.seq_len)(0))
     if recorded:
-        length = {"steps": recorded["steps"]}
+        budget, length = "steps" if minutes <= WALL_CLOCK_UP_TO else "flops", {"steps": recorded["steps"]}
     elif minutes <= WALL_CLOCK_UP_TO:
-        length = {"minutes": minutes, "steps": 1_000_000}
+        budget, length = "wall-clock", {"minutes": minutes, "steps": 1_000_000}
     else:
         tokens_per_step = base.batch_size * base.seq_len
-        length = {"steps": round(PFLOP_PER_MINUTE * minutes * 1e15 / (per_token * tokens_per_step))}
+        budget, length = "flops", {"steps": round(PFLOP_PER_MINUTE * minutes * 1e15 / (per_token * tokens_per_step))}
     cfg = apply_overrides(base, {**length, "checkpoint_every": 500, "log_every": 100, "plateau_check_step": 0})
     t = time.perf_counter()
     if (run / "config.json").is_file():
@@ -172,9 +172,7 @@ def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
     tokens = steps * cfg.batch_size * cfg.seq_len
     tail = [r for r in rows if "mlm_loss" in r][-5:]
     record(f"{name}-pretrain" + ("-again" if recorded else ""), {
-        "model": model, "minutes": minutes, "budget": "steps" if recorded and minutes <= WALL_CLOCK_UP_TO
-        else "wall-clock" if minutes <= WALL_CLOCK_UP_TO else "flops",
-        "steps": steps, "tokens_seen": tokens,
+        "model": model, "minutes": minutes, "budget": budget, "steps": steps, "tokens_seen": tokens,
         "pflop": round(per_token * tokens / 1e15, 3), "seconds_this_call": round(time.perf_counter() - t),
         "tokens_per_s_last": round(rows[-1].get("tokens_per_s", 0)),
         "final_train": {k: round(sum(r[k] for r in tail) / len(tail), 4) for k in tail[-1]
