@@ -3,6 +3,7 @@
 """
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,25 @@ def _factory_calls_without_a_device(path: Path) -> list[str]:
                 and node.func.attr in FACTORIES and not any(k.arg == "device" for k in node.keywords)):
             found.append(f"{path.name}:{node.lineno} torch.{node.func.attr}")
     return found
+
+
+def test_loaded_models_keep_the_torch_layers_on_every_device(tmp_path, monkeypatch):
+    """transformers with the ``kernels`` package would swap a loaded model's layers for Hub kernels, at load and at
+    every train()/eval() on the model's device (refusing any device it does not know); a loaded model must not."""
+    from transformers import ElectraForPreTraining
+
+    from electra.text.hf_io import load_hf
+    from electra.text.models import hf_config
+
+    ElectraForPreTraining(hf_config(tiny_config(), 50, generator=False)).save_pretrained(str(tmp_path / "d"))
+    monkeypatch.delenv("USE_HUB_KERNELS", raising=False)
+    model = load_hf(ElectraForPreTraining, tmp_path / "d", "discriminator")
+    assert not getattr(model, "use_kernels", False)
+    assert "USE_HUB_KERNELS" not in os.environ   # the switch is put back as it was
+    with VirtualDevice():
+        model.to(DEVICE).train()
+        model.eval()
+        assert next(model.parameters()).device == DEVICE and not getattr(model, "use_kernels", False)
 
 
 def test_every_tensor_factory_in_the_package_names_its_device():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from electra.errors import UserError
@@ -55,6 +57,30 @@ def read_hf_config(folder: Path) -> dict:
     return config
 
 
+@contextmanager
+def _without_hub_kernels():
+    """transformers with the ``kernels`` package (a dependency from 5.x) swaps a loaded model's layers for kernels
+    fetched from the Hugging Face Hub, and does it again on the device of every ``train()``/``eval()`` switch.  A run
+    here must not reach the network, must compute the same on every device, and never runs downloaded code, so
+    models are loaded with Hub kernels off (its own switch, ``USE_HUB_KERNELS``) and keep the torch layers."""
+    before = os.environ.get("USE_HUB_KERNELS")
+    os.environ["USE_HUB_KERNELS"] = "NO"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("USE_HUB_KERNELS", None)
+        else:
+            os.environ["USE_HUB_KERNELS"] = before
+
+
+def pretrained(cls, folder: Path, **kwargs):
+    """``cls.from_pretrained`` from safetensors only (a pytorch_model.bin is a pickle, which is never loaded), with
+    the torch layers (no Hub kernels)."""
+    with _without_hub_kernels():
+        return cls.from_pretrained(str(folder), use_safetensors=True, **kwargs)
+
+
 def load_hf(cls, folder: Path, what: str, **kwargs):
     from transformers.utils import logging as hf_logging
 
@@ -62,8 +88,7 @@ def load_hf(cls, folder: Path, what: str, **kwargs):
     hf_logging.disable_progress_bar()
     read_hf_config(folder)
     try:
-        # safetensors only: a pytorch_model.bin is a pickle, which is never loaded
-        return cls.from_pretrained(str(folder), use_safetensors=True, **kwargs)
+        return pretrained(cls, folder, **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
         raise UserError(f"cannot load {folder} as an ELECTRA {what} ({str(exc).splitlines()[0][:160]})") from None
 

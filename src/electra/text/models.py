@@ -114,6 +114,8 @@ def load_pretrained_pair(folder: str | Path, sharing: str = "shared") -> dict[st
     """``--init-from``: an HF ELECTRA generator + discriminator (a run folder or any folder with both subfolders)."""
     from transformers import ElectraForMaskedLM, ElectraForPreTraining
 
+    from electra.text.hf_io import pretrained
+
     folder = Path(folder)
     parts = {"generator": folder / "generator", "discriminator": folder / "discriminator"}
     for name, path in parts.items():
@@ -121,9 +123,8 @@ def load_pretrained_pair(folder: str | Path, sharing: str = "shared") -> dict[st
             raise UserError(f"--init-from {folder}: no {name}/config.json; give a folder holding HF ELECTRA "
                             f"generator/ and discriminator/ subfolders")
     try:
-        # safetensors only: a pytorch_model.bin is a pickle, which is never loaded
-        discriminator = ElectraForPreTraining.from_pretrained(str(parts["discriminator"]), use_safetensors=True)
-        generator = ElectraForMaskedLM.from_pretrained(str(parts["generator"]), use_safetensors=True)
+        discriminator = pretrained(ElectraForPreTraining, parts["discriminator"])
+        generator = pretrained(ElectraForMaskedLM, parts["generator"])
     except (OSError, ValueError) as exc:
         raise UserError(f"--init-from {folder}: cannot load the models ({str(exc).splitlines()[0][:160]})") from None
     fast_training(generator), fast_training(discriminator)
