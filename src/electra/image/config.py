@@ -159,10 +159,12 @@ PRESETS: dict[str, dict] = {
                  epochs=30),
     # The best-quality GAN per CPU-minute (docs/results.md measures it): DCGAN-28 at width 32 with Adam β1 0.5 at
     # lr 2e-3 (10× Radford et al.'s), a minibatch-std channel and two 3×3 layers at 7×7 in D (each feature then sees
-    # the whole digit), and samples from an EMA of G with batch-norm statistics of its own.
+    # the whole digit), samples from an EMA of G with batch-norm statistics of its own, and D's real target 0.9
+    # (one-sided label smoothing: lower FID on every seed, on the embedded digits and at 10 minutes on MNIST).
     "dcgan": dict(model="dcgan", width=32, minibatch_std=True, d_extra_convs=2, ema=0.999, objective="gan",
-                  schedule="alternating", lr=2e-3, beta1=0.5, batch_size=64, epochs=25),
-    # The dcgan preset told the class (choose the digit): one-hot class in G's input, a projection discriminator.
+                  schedule="alternating", lr=2e-3, beta1=0.5, batch_size=64, epochs=25, real_label=0.9),
+    # The dcgan preset told the class (choose the digit): one-hot class in G's input, a projection discriminator;
+    # D's real target stays 1, as its measurements were made.
     "cdcgan": dict(model="dcgan", width=32, minibatch_std=True, d_extra_convs=2, ema=0.999, objective="cgan",
                    schedule="alternating", lr=2e-3, beta1=0.5, batch_size=64, epochs=25),
     # Salimans et al. 2016's semi-supervised GAN as in openai/improved-gan's MNIST run: K-class ReLU MLP
