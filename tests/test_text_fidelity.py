@@ -89,6 +89,17 @@ def test_embeddings_shared_and_output_layer_tied():
     assert g.get_output_embeddings().weight is g.get_input_embeddings().weight
 
 
+@pytest.mark.parametrize("init_range", [0.02, 0.1])
+def test_init_range_sets_the_spread_of_every_weight_matrix(init_range):
+    cfg = tiny_config(hidden_size=64, num_heads=4, intermediate_size=256, embedding_size=64, init_range=init_range)
+    m = build_rtd_models(cfg, 500)
+    for model in m.values():
+        assert model.config.initializer_range == init_range   # saved with the model: fine-tuning heads use it
+        for name, p in model.named_parameters():
+            if p.dim() == 2 and "LayerNorm" not in name:
+                assert abs(p.detach().std().item() / init_range - 1) < 0.15, name
+
+
 def test_generator_is_a_quarter_of_the_discriminator_width():
     cfg = tiny_config(hidden_size=64, num_heads=4, intermediate_size=256)
     m = build_rtd_models(cfg, 100)
@@ -204,4 +215,5 @@ def test_small_preset_matches_the_paper():
     assert (c.num_layers, c.hidden_size, c.num_heads, c.intermediate_size, c.embedding_size) == (12, 256, 4, 1024, 128)
     assert (c.batch_size, c.seq_len, c.steps, c.lr, c.warmup_steps) == (128, 128, 1_000_000, 5e-4, 10_000)
     assert (c.eps, c.weight_decay, c.grad_clip, c.dropout, c.mask_prob, c.disc_weight) == (1e-6, 0.01, 1.0, 0.1, 0.15, 50)
+    assert c.init_range == 0.02
     assert preset_config("large").mask_prob == 0.25

@@ -27,6 +27,7 @@ class TextConfig:
     intermediate_size: int = 512
     max_position_embeddings: int = 512
     dropout: float = 0.1
+    init_range: float = 0.02              # std of the normal init of every weight matrix (HF initializer_range)
     # generator: same depth, a fraction of the discriminator's width (heads and FFN scale with it)
     generator_width: float = 0.25
     # shared: one embeddings table learnt by both losses (the paper); gdes: DeBERTa-v3's gradient-disentangled
@@ -72,6 +73,7 @@ class TextConfig:
             (min(self.embedding_size, self.hidden_size, self.num_layers, self.num_heads, self.intermediate_size) > 0,
              "model sizes must be positive"),
             (0 < self.generator_width <= 1, "generator_width must lie in (0, 1]"),
+            (0 < self.init_range <= 1, "init_range must lie in (0, 1]"),
             (0 < self.mask_prob < 1 and 0 <= self.mask_token_prob <= 1, "mask probabilities must lie in (0, 1)"),
             (self.disc_weight >= 0 and self.temperature > 0, "disc_weight must be ≥ 0 and temperature > 0"),
             (self.lr > 0 and self.eps > 0 and self.weight_decay >= 0, "lr and eps must be positive"),

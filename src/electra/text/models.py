@@ -30,7 +30,7 @@ def hf_config(cfg: TextConfig, vocab_size: int, generator: bool, pad_id: int = 0
         num_hidden_layers=cfg.num_layers, num_attention_heads=sizes["num_heads"],
         intermediate_size=sizes["intermediate_size"], hidden_act="gelu", hidden_dropout_prob=cfg.dropout,
         attention_probs_dropout_prob=cfg.dropout, max_position_embeddings=cfg.max_position_embeddings,
-        type_vocab_size=2, initializer_range=0.02, pad_token_id=pad_id, tie_word_embeddings=True,
+        type_vocab_size=2, initializer_range=cfg.init_range, pad_token_id=pad_id, tie_word_embeddings=True,
     )
 
 
