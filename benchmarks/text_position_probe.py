@@ -177,8 +177,8 @@ def run_cell(task: str, model: str, steps: int, seed: int) -> dict:
               **({"heldout_loss": heldout} if heldout else {})}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
-    say(f"{task} {model} seed {seed}: {heldout or ''} loss {result['final_loss']:.3f} at step {steps}; below {ESCAPED} nats from step "
-        f"{escaped}")
+    say(f"{task} {model} seed {seed}: {heldout or ''} loss {result['final_loss']:.3f} at step {steps}; "
+        f"below {ESCAPED} nats from step {escaped}")
     return result
 
 
