@@ -217,3 +217,13 @@ def test_small_preset_matches_the_paper():
     assert (c.eps, c.weight_decay, c.grad_clip, c.dropout, c.mask_prob, c.disc_weight) == (1e-6, 0.01, 1.0, 0.1, 0.15, 50)
     assert c.init_range == 0.02
     assert preset_config("large").mask_prob == 0.25
+
+
+@pytest.mark.parametrize("bad", ["0", "-0.02", "2", "wide"])
+def test_a_bad_init_range_is_one_clear_error(bad):
+    from electra.config import apply_overrides
+    from electra.errors import UserError
+    from electra.text.config import preset_config
+
+    with pytest.raises(UserError, match="init_range"):
+        apply_overrides(preset_config("tiny"), {"init_range": bad}).validate()
