@@ -1,7 +1,9 @@
-"""Helpers the benchmark scripts share: a matmul peak, FLOP counting from layer shapes, medians, peak RSS."""
+"""Helpers the benchmark scripts share: a matmul peak, FLOP counting from layer shapes, medians, peak RSS, result
+cells."""
 
 from __future__ import annotations
 
+import json
 import resource
 import statistics
 import sys
@@ -91,3 +93,15 @@ class TimedSlices:
 
 def say(*args):
     print(*args, flush=True, file=sys.stdout)
+
+
+def write_cell(path: Path, values: dict, echo: bool = True) -> dict:
+    """Write one finished cell's JSON by rename, so a benchmark stopped mid-write never leaves a half file that the
+    next run would read as done."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(values, indent=1) + "\n")
+    partial.replace(path)
+    if echo:
+        say(f"cell {path.stem}: {json.dumps(values)[:300]}")
+    return values

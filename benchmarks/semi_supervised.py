@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SHARED, say  # noqa: E402
+from common import SHARED, say, write_cell  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "semi_supervised"
 # ssgan-avg is the preset as it stands: digits recognised by the moving average of D's weights (d_ema 0.9999, the
@@ -101,8 +101,7 @@ def run_cell(variant: str, labels: int, draw: int, epochs: int, work: Path) -> d
               "minutes": round(minutes, 2)}
     if "test_error_live" in rows[-1]:
         result["live_errors_by_epoch"] = [r["test_error_live"] for r in rows]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    write_cell(path, result, echo=False)
     say(f"{variant} {labels} labels draw {draw}: test error {100 * errors[-1]:.2f}% after {epochs} epochs "
         f"({minutes:.1f} min)")
     return result

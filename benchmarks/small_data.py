@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SHARED, say  # noqa: E402
+from common import SHARED, say, write_cell  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "small_data"
 END_KEYS = ("D(x)", "D(G(z))", "L_D", "L_G")
@@ -76,8 +76,7 @@ def run_cell(variant: str, seed: int) -> dict:
               "train_minutes": round(minutes, 2),
               **{k: report["generated"][k] for k in ("fid", "kid", "precision", "recall")},
               "end": {k: statistics.mean(r[k] for r in tail) for k in END_KEYS}}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    write_cell(path, result, echo=False)
     say(f"{variant} seed {seed}: FID {result['fid']:.1f} (train {minutes:.1f} min); end " +
         ", ".join(f"{k} {v:.3f}" for k, v in result["end"].items()))
     return result

@@ -40,7 +40,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import say  # noqa: E402
+from common import say, write_cell  # noqa: E402
 
 RESULTS = HERE / "results" / "text_position_probe"
 VOCAB, FIRST, SYMBOLS, MASK = 128, 10, 100, 4
@@ -175,8 +175,7 @@ def run_cell(task: str, model: str, steps: int, seed: int) -> dict:
     result = {"task": task, "model": model, "steps": steps, "seed": seed, "seconds": round(time.perf_counter() - t),
               "first_step_below_2_nats": escaped, "final_loss": list(curve.values())[-1], "loss_curve": curve,
               **({"heldout_loss": heldout} if heldout else {})}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    write_cell(path, result, echo=False)
     say(f"{task} {model} seed {seed}: {heldout or ''} loss {result['final_loss']:.3f} at step {steps}; "
         f"below {ESCAPED} nats from step {escaped}")
     return result

@@ -37,7 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import SHARED, peak_rss_mb, say  # noqa: E402
+from common import SHARED, peak_rss_mb, say, write_cell  # noqa: E402
 from electra.core.metrics import read_metrics  # noqa: E402
 
 RESULTS = HERE / "results" / "text_quality"
@@ -60,10 +60,7 @@ def done(name: str) -> dict | None:
 
 
 def record(name: str, values: dict) -> dict:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    cell_path(name).write_text(json.dumps(values, indent=1) + "\n")
-    say(f"cell {name}: {json.dumps(values)[:300]}")
-    return values
+    return write_cell(cell_path(name), values)
 
 
 def corpus_shards(work: Path) -> Path:

@@ -25,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import say  # noqa: E402
+from common import say, write_cell  # noqa: E402
 from text_quality import HELDOUT, VOCAB, corpus_shards  # noqa: E402
 
 RESULTS = HERE / "results" / "text_recipe"
@@ -37,10 +37,7 @@ def cell_path(name: str) -> Path:
 
 
 def record(name: str, values: dict) -> dict:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    cell_path(name).write_text(json.dumps(values, indent=1) + "\n")
-    say(f"cell {name}: {json.dumps(values)[:300]}")
-    return values
+    return write_cell(cell_path(name), values)
 
 
 def overrides(variant: str) -> dict[str, str]:
