@@ -54,6 +54,21 @@ def test_eval_on_the_generator_alone_gives_the_same_mlm_figures(eval_run, tmp_pa
     assert alone["mlm_loss"] == pytest.approx(pair["mlm_loss"], rel=1e-6)
 
 
+def test_mask_prob_sets_the_share_of_positions_scored(eval_run, capsys, tmp_path):
+    run, held = eval_run
+    reports = {}
+    for rate in ("0.15", "0.5"):
+        code, _, err = run_cli(capsys, "text", "eval", str(run), "--files", str(held), "--mask-prob", rate,
+                               "--out", str(tmp_path / f"{rate}.json"))
+        assert code == 0, err
+        reports[rate] = json.loads((tmp_path / f"{rate}.json").read_text())
+    assert reports["0.15"]["mask_prob"] == 0.15 and reports["0.5"]["mask_prob"] == 0.5
+    # about three times as many masked positions scored at 0.5: fewer of each row's tokens left as context
+    assert reports["0.5"]["masked_tokens"] > 2.5 * reports["0.15"]["masked_tokens"]
+    code, _, err = run_cli(capsys, "text", "eval", str(run), "--files", str(held), "--mask-prob", "1.5")
+    assert_one_line_error(code, err, "--mask-prob")
+
+
 def test_checkpoints_log_eval_rows(eval_run):
     run, _ = eval_run
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -173,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-examples", type=int, default=2000, help="first N packed examples (0: all)")
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--seq-len", type=int, default=None, help="packed example length (default: the run's, or 128)")
+    ev.add_argument("--mask-prob", type=float, default=None,
+                    help="share of positions masked (default: the run's); fix it to compare runs trained at others")
     ev.add_argument("--out", default=None, help="JSON report (default: MODEL/eval-FILE.json)")
 
     bl = tcmds.add_parser("blimp", help="BLiMP minimal-pair accuracy (generator PLL and discriminator)")
@@ -261,7 +263,7 @@ def _text(args, extra: list[str]) -> int:
         if args.max_examples < 0 or args.batch_size < 1:
             raise UserError("--max-examples must be ≥ 0 and --batch-size ≥ 1")
         report = evaluate_text(args.model, args.files, args.max_examples or None, args.batch_size, args.out,
-                               args.seq_len)
+                               args.seq_len, args.mask_prob)
         print(format_figures(report))
         print(f"wrote {report['written_to']}")
         return 0

@@ -178,9 +178,12 @@ def load_for_eval(model: str | Path) -> tuple[dict[str, torch.nn.Module], Path, 
 
 
 def evaluate_text(model: str | Path, files, max_examples: int | None = 2000, batch_size: int = 64,
-                  out: str | Path | None = None, seq_len: int | None = None) -> dict:
+                  out: str | Path | None = None, seq_len: int | None = None,
+                  mask_prob: float | None = None) -> dict:
     """``electra text eval``: the held-out figures as a report (also written as JSON; ``out`` or beside the
-    model as ``eval-FILE.json``).  ``seq_len``: the packed rows' length (default: the run's, or 128)."""
+    model as ``eval-FILE.json``).  ``seq_len``: the packed rows' length (default: the run's, or 128);
+    ``mask_prob``: the share of positions masked (default: the run's), so runs trained at different rates can be
+    compared at one."""
     from electra.config import apply_overrides
     from electra.core.files import write_json
 
@@ -189,6 +192,10 @@ def evaluate_text(model: str | Path, files, max_examples: int | None = 2000, bat
         if not 8 <= seq_len <= cfg.max_position_embeddings:
             raise UserError(f"--seq-len must lie in [8, {cfg.max_position_embeddings}] (the model's positions)")
         cfg = apply_overrides(cfg, {"seq_len": seq_len})
+    if mask_prob is not None:
+        if not 0 < mask_prob < 1:
+            raise UserError(f"--mask-prob must lie in (0, 1), not {mask_prob}")
+        cfg = apply_overrides(cfg, {"mask_prob": mask_prob})
     data = heldout_rows(files, tokenizer_dir, cfg.seq_len, max_examples)
     figures = heldout_figures(modules, data, cfg, batch_size)
     report = {"model": str(Path(model).resolve()), "files": [str(Path(f).resolve()) for f in files],
