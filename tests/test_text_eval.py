@@ -69,6 +69,54 @@ def test_mask_prob_sets_the_share_of_positions_scored(eval_run, capsys, tmp_path
     assert_one_line_error(code, err, "--mask-prob")
 
 
+def test_shuffled_context_keeps_masks_specials_and_each_rows_bag_of_words():
+    from electra.text.heldout import shuffle_context
+
+    special = torch.tensor([0, 2, 3, 4])                     # pad, cls, sep, mask
+    inputs = torch.tensor([[2, 10, 11, 4, 12, 13, 14, 3, 15, 16, 3, 0, 0],
+                           [2, 20, 21, 22, 23, 4, 24, 25, 26, 27, 28, 29, 3]])
+    attention = (inputs != 0).long()
+    out = shuffle_context(inputs, attention, special, seed=5)
+    fixed = torch.isin(inputs, special)
+    assert torch.equal(out[fixed], inputs[fixed])           # [CLS], [SEP], [MASK] and padding where they were
+    for row in range(2):
+        assert sorted(out[row].tolist()) == sorted(inputs[row].tolist())   # the same words …
+    assert not torch.equal(out, inputs)                      # … in another order
+    assert torch.equal(shuffle_context(inputs, attention, special, seed=5), out)   # a fixed draw
+
+
+def test_order_gain_is_zero_for_a_model_blind_to_position(eval_run, tmp_path):
+    """Without position (and segment) embeddings attention sees a set: shuffling the context cannot change
+    the prediction at a [MASK].  With them it does, so the figure tells the two apart.  (The run's 1 × 4 generator
+    barely reads context after 6 steps; its weights are redrawn wide enough that it does.)"""
+    from transformers import ElectraForMaskedLM
+
+    from electra.text.heldout import evaluate_text
+
+    run, held = eval_run
+    model = ElectraForMaskedLM.from_pretrained(run / "generator")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 1.0)
+    figures = {}
+    for name in ("positions", "blind"):
+        if name == "blind":
+            with torch.no_grad():
+                model.electra.embeddings.position_embeddings.weight.zero_()
+                model.electra.embeddings.token_type_embeddings.weight.zero_()   # rows hold two segments
+        model.save_pretrained(tmp_path / name)
+        for f in (run / "generator").iterdir():
+            if f.suffix != ".safetensors" and f.name != "config.json":
+                (tmp_path / name / f.name).write_bytes(f.read_bytes())
+        figures[name] = evaluate_text(tmp_path / name, [held], out=tmp_path / f"{name}.json", seq_len=32)
+    assert abs(figures["blind"]["order_gain"]) < 1e-4
+    assert abs(figures["positions"]["order_gain"]) > 1e-2
+    assert figures["positions"]["order_gain"] == pytest.approx(figures["positions"]["mlm_loss_shuffled"]
+                                                               - figures["positions"]["mlm_loss"])
+
+
 def test_checkpoints_log_eval_rows(eval_run):
     run, _ = eval_run
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -3,6 +3,10 @@
 - ``mlm_loss`` / ``mlm_ppl``: the masked-LM loss (and its exponential, the perplexity of masked positions) of the
   generator (RTD) or the model (MLM), with 15% of each row's tokens all replaced by [MASK] — one masking for both
   objectives, so their figures compare;
+- ``order_gain``: how much the model reads word order — the masked-LM loss when each row's unmasked ordinary
+  tokens are shuffled among their own positions (``mlm_loss_shuffled``; the masks, specials and the bag of words
+  stay), minus ``mlm_loss``.  Near 0: the model uses which words are present but not where (a bag of words);
+  a model that has learnt grammar loses much more;
 - for RTD also the discriminator on inputs corrupted the way training corrupts them (its ``mask_token_prob``,
   replacements sampled from the run's own generator): ``disc_loss``, ``disc_auc``, ``disc_precision``,
   ``disc_recall`` and ``replaced_frac``, over every non-padding token of the held-out set.
@@ -78,7 +82,8 @@ def _figures(modules, data: HeldOut, cfg: TextConfig, batch_size: int) -> dict[s
     masker = MaskedLMObjective(mlm_model, cfg, data.special, data.vocab_size, EVAL_SEED)
     rtd = RTDObjective(modules["generator"], modules["discriminator"], cfg, data.special, data.vocab_size,
                        EVAL_SEED + 1) if "discriminator" in modules else None
-    nll_sum = masked = correct = 0.0
+    nll_sum = shuffled_sum = masked = correct = 0.0
+    special = torch.tensor(sorted(data.special.values()))
     d_logits, d_labels = [], []
     bce_sum = tokens = 0.0
     for i, batch in enumerate(_batches(data, batch_size, device)):
@@ -87,6 +92,10 @@ def _figures(modules, data: HeldOut, cfg: TextConfig, batch_size: int) -> dict[s
         logits = masker._mlm(mlm_model, batch, inputs, positions, targets, weights)[0].float()
         nll = -F.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         nll_sum += float((nll * weights).sum())
+        shuffled = shuffle_context(inputs.cpu(), batch["attention_mask"].cpu(), special, EVAL_SEED + 2 + i)
+        logits_shuffled = masker._mlm(mlm_model, batch, shuffled.to(device), positions, targets, weights)[0].float()
+        shuffled_sum += float((-F.log_softmax(logits_shuffled, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+                               * weights).sum())
         correct += float(((logits.argmax(-1) == targets).float() * weights).sum())
         masked += float(weights.sum())
         if rtd is not None:
@@ -102,11 +111,26 @@ def _figures(modules, data: HeldOut, cfg: TextConfig, batch_size: int) -> dict[s
     if not masked:
         raise UserError("the held-out text has no tokens to mask; give more text")
     figures = {"mlm_loss": nll_sum / masked, "mlm_ppl": math.exp(min(nll_sum / masked, 50.0)),
-               "mlm_acc": correct / masked, "masked_tokens": int(masked), "examples": len(data.rows)}
+               "mlm_acc": correct / masked, "mlm_loss_shuffled": shuffled_sum / masked,
+               "order_gain": (shuffled_sum - nll_sum) / masked, "masked_tokens": int(masked),
+               "examples": len(data.rows)}
     if rtd is not None:
         figures.update(discriminator_figures(torch.cat(d_logits), torch.cat(d_labels)))
         figures["disc_loss"] = bce_sum / tokens
     return figures
+
+
+def shuffle_context(inputs: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,
+                    seed: int) -> torch.Tensor:
+    """``inputs`` with, in each row, the ordinary tokens (attended, not special, not [MASK]) permuted among their own
+    positions by a seeded draw; every other position keeps its id."""
+    out = inputs.clone()
+    movable = attention_mask.bool() & ~torch.isin(inputs, special)
+    generator = torch.Generator().manual_seed(seed)
+    for row in range(len(out)):
+        where = movable[row].nonzero().squeeze(1)
+        out[row, where] = inputs[row, where[torch.randperm(len(where), generator=generator)]]
+    return out
 
 
 def tied_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
@@ -209,7 +233,8 @@ def evaluate_text(model: str | Path, files, max_examples: int | None = 2000, bat
 
 def format_figures(report: dict) -> str:
     names = [("mlm_loss", "masked-LM loss (nats)"), ("mlm_ppl", "masked-position perplexity"),
-             ("mlm_acc", "masked-token accuracy"), ("disc_loss", "discriminator loss"), ("disc_auc", "discriminator AUC"),
+             ("mlm_acc", "masked-token accuracy"), ("order_gain", "word-order gain (nats)"),
+             ("disc_loss", "discriminator loss"), ("disc_auc", "discriminator AUC"),
              ("disc_precision", "precision (replaced)"), ("disc_recall", "recall (replaced)"),
              ("replaced_frac", "tokens replaced")]
     lines = [f"{report['objective']} model, {report['examples']} held-out examples of ≤ {report['seq_len']} tokens, "
