@@ -5,14 +5,16 @@
         [--seeds 0] [--heldout-examples 1000] [--table]
 
 A variant is ``KEY=VALUE`` overrides of the ``tiny`` preset joined by ``+`` (``objective=mlm`` for the masked-LM
-model).  Each cell (variant, steps, seed) pre-trains for a fixed number of steps on the shards that
-``text_quality.py`` prepares (one pass at most: no text repeats), with the lr decaying to 0 at the last step, then
-runs ``electra text eval`` on gutenberg-40m's held-out books at 15% masking: masked-LM loss (of the generator, or
-of the MLM model), its word-order gain (the loss with each row's context shuffled, minus it) and, for RTD, the
-discriminator's AUC.  It records those, the wall time and tokens/s, and the training MLM loss every 250 steps
-(where the unigram plateau shows), as JSON in ``benchmarks/results/text_recipe/``.  The unigram cross-entropy of
-the held-out tokens (the loss of a model that ignores context) is recorded once, as the
-``unigram`` cell.  Cells done are skipped.
+model; ``seq_len=32+batch_size=128`` trains on rows of 32 tokens, the same tokens per step, from shards of that
+length made once in the work folder). Each cell (variant, steps, seed) pre-trains for a fixed number of steps on the
+shards that ``text_quality.py`` prepares (one pass at most: no text repeats), with the lr decaying to 0 at the last
+step, then runs ``electra text eval`` on gutenberg-40m's held-out books at 15% masking: masked-LM loss (of the
+generator, or of the MLM model), its word-order gain (the loss with each row's context shuffled, minus it) and, for
+RTD, the discriminator's AUC — on rows of 128 tokens and again on rows of 32 (a model trained on short rows has
+untrained positions beyond them). It records those, the wall time and tokens/s, and the training MLM loss every 250
+steps (where the unigram plateau shows), as JSON in ``benchmarks/results/text_recipe/``. The unigram cross-entropy
+of the held-out tokens (the loss of a model that ignores context) is recorded once, as the ``unigram`` cell. Cells
+done are skipped.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from common import say, write_cell  # noqa: E402
-from text_quality import HELDOUT, VOCAB, corpus_shards  # noqa: E402
+from text_quality import CORPUS, HELDOUT, VOCAB, corpus_shards  # noqa: E402
 
 RESULTS = HERE / "results" / "text_recipe"
 CURVE_EVERY = 250
 EVAL_MASK_PROB = 0.15   # every variant scored at one masking rate, whatever rate it trains at
+SHORT_ROWS = 32         # … and also on rows of this many tokens, where variants trained on short rows compare
 
 
 def cell_path(name: str) -> Path:
@@ -86,8 +89,9 @@ def run_cell(variant: str, steps: int, seed: int, shards: Path, work: Path, held
     run = work / name
     if cell_path(name).is_file():
         cell = json.loads(cell_path(name).read_text())
-        if "order_gain" not in cell["heldout"] and (run / "config.json").is_file():   # a cell older than the figure
-            cell["heldout"].update(heldout_figures(run, heldout_examples))
+        if (run / "config.json").is_file() and ("order_gain" not in cell["heldout"] or "heldout_short" not in cell):
+            cell["heldout"] = heldout_figures(run, heldout_examples, 128)   # a cell older than these figures
+            cell["heldout_short"] = heldout_figures(run, heldout_examples, SHORT_ROWS)
             record(name, cell)
         return cell
     cfg = apply_overrides(preset_config("tiny"), {**overrides(variant), "steps": str(steps), "seed": str(seed),
@@ -97,28 +101,43 @@ def run_cell(variant: str, steps: int, seed: int, shards: Path, work: Path, held
     if (run / "config.json").is_file():
         pretrain(resume=str(run), progress=False)
     else:
-        pretrain(cfg, data=str(shards), out=str(run), progress=False)
+        pretrain(cfg, data=str(shards_of_length(cfg.seq_len, shards, work)), out=str(run), progress=False)
     seconds = time.perf_counter() - t
     rows = [r for r in read_metrics(run / "metrics.jsonl") if "mlm_loss" in r]
     curve = {str(r["step"]): round(r["mlm_loss"], 3) for r in rows if r["step"] % CURVE_EVERY == 0}
     return record(name, {
         "variant": variant, "steps": steps, "seed": seed, "seconds_this_call": round(seconds),
         "tokens_per_s_last": round(rows[-1].get("tokens_per_s", 0)) if rows else None,
-        "train_mlm_loss_curve": curve, "heldout": heldout_figures(run, heldout_examples)})
+        "train_mlm_loss_curve": curve, "heldout": heldout_figures(run, heldout_examples, 128),
+        "heldout_short": heldout_figures(run, heldout_examples, SHORT_ROWS)})
 
 
-def heldout_figures(run: Path, examples: int) -> dict:
+def shards_of_length(seq_len: int, shards: Path, work: Path) -> Path:
+    """The training corpus packed into rows of ``seq_len`` tokens (128: ``text_quality.py``'s shards)."""
+    from electra.text.corpus import prepare_corpus
+
+    if seq_len == 128:
+        return shards
+    folder = work / f"shards-{seq_len}"
+    if not (folder / "manifest.json").is_file():
+        files = sorted(str(p) for p in CORPUS.glob("train-*.txt.gz"))
+        prepare_corpus(files, shards / "tokenizer", seq_len, folder, documents="blank-line")
+    return folder
+
+
+def heldout_figures(run: Path, examples: int, seq_len: int) -> dict:
     from electra.text.heldout import evaluate_text
 
-    report = evaluate_text(run, [HELDOUT["gutenberg"]], max_examples=examples, seq_len=128, mask_prob=EVAL_MASK_PROB)
+    report = evaluate_text(run, [HELDOUT["gutenberg"]], max_examples=examples, seq_len=seq_len,
+                           mask_prob=EVAL_MASK_PROB, out=run / f"eval-valid-{seq_len}.json")
     return {k: round(report[k], 4) for k in ("mlm_loss", "order_gain", "disc_auc") if k in report}
 
 
 def table(variants, steps, seeds) -> None:
     unigram = json.loads(cell_path("unigram").read_text()) if cell_path("unigram").is_file() else {}
     say(f"unigram cross-entropy of the held-out books: {unigram.get('cross_entropy', float('nan')):.3f} nats")
-    say(f"{'variant':40s} {'seed':>4s} {'steps':>6s} {'s':>6s} {'MLM loss':>8s} {'order':>6s} {'AUC':>6s}  "
-        f"train MLM loss by step")
+    say(f"{'variant':56s} {'seed':>4s} {'steps':>6s} {'s':>6s} {'MLM loss':>8s} {'order':>6s} {'AUC':>6s} "
+        f"{'at ' + str(SHORT_ROWS):>8s} {'order':>6s}  train MLM loss by step")
     for variant in variants:
         for seed in seeds:
             path = cell_path(f"{variant}-{steps}steps-seed{seed}")
@@ -126,9 +145,10 @@ def table(variants, steps, seeds) -> None:
                 continue
             c = json.loads(path.read_text())
             curve = " ".join(f"{v:.2f}" for v in c["train_mlm_loss_curve"].values())
-            held = c["heldout"]
-            say(f"{variant:40s} {seed:4d} {steps:6d} {c['seconds_this_call']:6d} {held['mlm_loss']:8.3f} "
-                f"{held.get('order_gain', float('nan')):6.3f} {held.get('disc_auc', float('nan')):6.3f}  {curve}")
+            held, short, nan = c["heldout"], c.get("heldout_short", {}), float("nan")
+            say(f"{variant:56s} {seed:4d} {steps:6d} {c['seconds_this_call']:6d} {held['mlm_loss']:8.3f} "
+                f"{held.get('order_gain', nan):6.3f} {held.get('disc_auc', nan):6.3f} "
+                f"{short.get('mlm_loss', nan):8.3f} {short.get('order_gain', nan):6.3f}  {curve}")
 
 
 def main() -> None:
