@@ -11,10 +11,10 @@ shards that ``text_quality.py`` prepares (one pass at most: no text repeats), wi
 step, then runs ``electra text eval`` on gutenberg-40m's held-out books at 15% masking: masked-LM loss (of the
 generator, or of the MLM model), its word-order gain (the loss with each row's context shuffled, minus it) and, for
 RTD, the discriminator's AUC — on rows of 128 tokens and again on rows of 32 (a model trained on short rows has
-untrained positions beyond them). It records those, the wall time and tokens/s, and the training MLM loss every 250
-steps (where the unigram plateau shows), as JSON in ``benchmarks/results/text_recipe/``. The unigram cross-entropy
-of the held-out tokens (the loss of a model that ignores context) is recorded once, as the ``unigram`` cell. Cells
-done are skipped.
+untrained positions beyond them) — and BLiMP accuracy (``electra text blimp``, 100 pairs per phenomenon). It records
+those, the wall time and tokens/s, and the training MLM loss every 250 steps (where the unigram plateau shows), as
+JSON in ``benchmarks/results/text_recipe/``. The unigram cross-entropy of the held-out tokens (the loss of a model
+that ignores context) is recorded once, as the ``unigram`` cell. Cells done are skipped.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import say, write_cell  # noqa: E402
+from common import SHARED, say, write_cell  # noqa: E402
 from text_quality import CORPUS, HELDOUT, VOCAB, corpus_shards  # noqa: E402
 
 RESULTS = HERE / "results" / "text_recipe"
 CURVE_EVERY = 250
 EVAL_MASK_PROB = 0.15   # every variant scored at one masking rate, whatever rate it trains at
+BLIMP_PER_PHENOMENON = 100
 SHORT_ROWS = 32         # … and also on rows of this many tokens, where variants trained on short rows compare
 
 
@@ -89,9 +90,10 @@ def run_cell(variant: str, steps: int, seed: int, shards: Path, work: Path, held
     run = work / name
     if cell_path(name).is_file():
         cell = json.loads(cell_path(name).read_text())
-        if (run / "config.json").is_file() and ("order_gain" not in cell["heldout"] or "heldout_short" not in cell):
+        if (run / "config.json").is_file() and not all(k in cell for k in ("heldout_short", "blimp")):
             cell["heldout"] = heldout_figures(run, heldout_examples, 128)   # a cell older than these figures
             cell["heldout_short"] = heldout_figures(run, heldout_examples, SHORT_ROWS)
+            cell["blimp"] = blimp_figures(run)
             record(name, cell)
         return cell
     cfg = apply_overrides(preset_config("tiny"), {**overrides(variant), "steps": str(steps), "seed": str(seed),
@@ -109,7 +111,16 @@ def run_cell(variant: str, steps: int, seed: int, shards: Path, work: Path, held
         "variant": variant, "steps": steps, "seed": seed, "seconds_this_call": round(seconds),
         "tokens_per_s_last": round(rows[-1].get("tokens_per_s", 0)) if rows else None,
         "train_mlm_loss_curve": curve, "heldout": heldout_figures(run, heldout_examples, 128),
-        "heldout_short": heldout_figures(run, heldout_examples, SHORT_ROWS)})
+        "heldout_short": heldout_figures(run, heldout_examples, SHORT_ROWS), "blimp": blimp_figures(run)})
+
+
+def blimp_figures(run: Path) -> dict:
+    """BLiMP accuracy per scorer on a seeded subset of BLIMP_PER_PHENOMENON pairs of each phenomenon."""
+    from electra.text.blimp import score_blimp
+
+    report = score_blimp(run, SHARED / "blimp", BLIMP_PER_PHENOMENON, out=run / "blimp.json")
+    return {"per_phenomenon": BLIMP_PER_PHENOMENON,
+            **{scorer: round(figures["overall"], 4) for scorer, figures in report["scorers"].items()}}
 
 
 def shards_of_length(seq_len: int, shards: Path, work: Path) -> Path:
@@ -137,7 +148,7 @@ def table(variants, steps, seeds) -> None:
     unigram = json.loads(cell_path("unigram").read_text()) if cell_path("unigram").is_file() else {}
     say(f"unigram cross-entropy of the held-out books: {unigram.get('cross_entropy', float('nan')):.3f} nats")
     say(f"{'variant':56s} {'seed':>4s} {'steps':>6s} {'s':>6s} {'MLM loss':>8s} {'order':>6s} {'AUC':>6s} "
-        f"{'at ' + str(SHORT_ROWS):>8s} {'order':>6s}  train MLM loss by step")
+        f"{'at ' + str(SHORT_ROWS):>8s} {'order':>6s} {'BLiMP':>6s}  train MLM loss by step")
     for variant in variants:
         for seed in seeds:
             path = cell_path(f"{variant}-{steps}steps-seed{seed}")
@@ -148,7 +159,8 @@ def table(variants, steps, seeds) -> None:
             held, short, nan = c["heldout"], c.get("heldout_short", {}), float("nan")
             say(f"{variant:56s} {seed:4d} {steps:6d} {c['seconds_this_call']:6d} {held['mlm_loss']:8.3f} "
                 f"{held.get('order_gain', nan):6.3f} {held.get('disc_auc', nan):6.3f} "
-                f"{short.get('mlm_loss', nan):8.3f} {short.get('order_gain', nan):6.3f}  {curve}")
+                f"{short.get('mlm_loss', nan):8.3f} {short.get('order_gain', nan):6.3f} "
+                f"{100 * c.get('blimp', {}).get('generator', nan):6.1f}  {curve}")
 
 
 def main() -> None:
