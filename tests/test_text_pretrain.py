@@ -93,6 +93,53 @@ def test_files_are_prepared_on_the_fly_and_mlm_objective_runs(corpus, tmp_path):
     assert "mlm_loss" in row and "disc_loss" not in row
 
 
+def test_short_rows_cut_each_row_for_the_first_steps_only(corpus):
+    from electra.text.corpus import ShortRowsFirst, TokenShards
+
+    shards = TokenShards(corpus["data"])
+    pad, sep = shards.special["pad"], shards.special["sep"]
+    full = shards.batches(4, seed=0)
+    short = ShortRowsFirst(full, 8, steps=3, pad_id=pad, sep_id=sep)
+    for step in (0, 2):
+        cut, whole = short(step), full(step)
+        assert cut["input_ids"].shape == (16, 8)                          # 4 rows of 32 → 16 rows of 8
+        assert torch.equal(cut["input_ids"].reshape(4, 32), whole["input_ids"])   # the same tokens, in order
+        assert torch.equal(cut["attention_mask"], (cut["input_ids"] != pad).long())
+        seps = (cut["input_ids"] == sep).long()
+        assert torch.equal(cut["token_type_ids"], ((seps.cumsum(1) - seps) >= 1).long() * cut["attention_mask"])
+    assert all(torch.equal(short(step)[k], full(step)[k]) for step in (3, 7) for k in full(step))
+
+
+def test_a_run_with_short_rows_first_trains_on_them_then_on_full_rows(corpus, tmp_path, monkeypatch):
+    import electra.text.pretrain as module
+    from electra.text.corpus import ShortRowsFirst
+
+    widths = {}
+
+    class Recording(ShortRowsFirst):
+        def __call__(self, step, micro=0):
+            batch = super().__call__(step, micro)
+            widths[step] = batch["input_ids"].shape[1]
+            return batch
+
+    monkeypatch.setattr(module, "ShortRowsFirst", Recording)
+    run = pretrain(tiny_config(objective="mlm", steps=4, short_rows=8, short_rows_steps=2), data=str(corpus["data"]),
+                   out=str(tmp_path / "s"), progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "mlm_loss" in r] == [1, 2, 3, 4]
+    assert widths == {0: 8, 1: 8, 2: 32, 3: 32}
+    assert all(np.isfinite(r["mlm_loss"]) for r in rows if "mlm_loss" in r)
+
+
+@pytest.mark.parametrize("short_rows", ["5", "12", "32", "-8"])   # too short, not a divisor, not shorter, negative
+def test_a_bad_short_rows_is_one_clear_error(short_rows):
+    from electra.config import apply_overrides
+    from electra.errors import UserError
+
+    with pytest.raises(UserError, match="short_rows"):
+        apply_overrides(tiny_config(), {"short_rows": short_rows}).validate()
+
+
 def test_prepare_packs_cls_a_sep_b_sep(corpus):
     manifest = json.loads((corpus["data"] / "manifest.json").read_text())
     rows = np.fromfile(corpus["data"] / manifest["shards"][0]["file"], dtype=manifest["dtype"]).reshape(-1, 32)

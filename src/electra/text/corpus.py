@@ -257,6 +257,22 @@ class TokenShards:
         return StepBatches(self.rows, fetch, batch_size, seed, grad_accum, rank, world, what="examples")
 
 
+class ShortRowsFirst:
+    """A step's batches with, for steps before ``steps``, every row cut into rows of ``length`` tokens: the same
+    tokens in shorter rows (attention masks and segments recomputed from the pieces).  A pure function of the
+    step, like the batches it wraps, so resumed runs see the same rows."""
+
+    def __init__(self, batches: StepBatches, length: int, steps: int, pad_id: int, sep_id: int) -> None:
+        self.inner, self.length, self.steps, self.pad_id, self.sep_id = batches, length, steps, pad_id, sep_id
+        self.global_batch, self.steps_per_epoch = batches.global_batch, batches.steps_per_epoch
+
+    def __call__(self, step: int, micro: int = 0) -> dict:
+        batch = self.inner(step, micro)
+        if step >= self.steps:
+            return batch
+        return make_batch(batch["input_ids"].reshape(-1, self.length), self.pad_id, self.sep_id)
+
+
 def make_batch(input_ids, pad_id: int, sep_id: int) -> dict:
     """input_ids → the dict a model takes; segment B is everything after the first [SEP]."""
     is_sep = (input_ids == sep_id).long()

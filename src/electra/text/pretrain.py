@@ -18,7 +18,7 @@ from electra.core.schedules import EveryStep, warmup_linear_decay
 from electra.core.trainer import CheckpointPolicy, Hooks, Plan
 from electra.errors import UserError
 from electra.text.config import DEFAULT_PRESET, TextConfig, config_from_dict, preset_config
-from electra.text.corpus import TokenShards, prepare_corpus
+from electra.text.corpus import ShortRowsFirst, TokenShards, prepare_corpus
 from electra.text.models import build_rtd_models, export_hf, load_pretrained_pair
 from electra.text.objectives import MaskedLMObjective, RTDObjective
 from electra.text.tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer
@@ -149,6 +149,9 @@ class PretrainRecipe:
             raise UserError(f"--seq-len {cfg.seq_len} differs from the shards' {shards.seq_len}; prepare the "
                             f"corpus again with --seq-len {cfg.seq_len}")
         batches = shards.batches(cfg.batch_size, cfg.seed, cfg.grad_accum, rank.rank, rank.world, device)
+        if cfg.short_rows and cfg.short_rows_steps:
+            batches = ShortRowsFirst(batches, cfg.short_rows, cfg.short_rows_steps, shards.special["pad"],
+                                     shards.special["sep"])
         modules = self._models(cfg, device)
         for module in modules.values():
             module.to(device)
