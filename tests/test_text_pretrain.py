@@ -129,6 +129,10 @@ def test_a_run_with_short_rows_first_trains_on_them_then_on_full_rows(corpus, tm
     assert [r["step"] for r in rows if "mlm_loss" in r] == [1, 2, 3, 4]
     assert widths == {0: 8, 1: 8, 2: 32, 3: 32}
     assert all(np.isfinite(r["mlm_loss"]) for r in rows if "mlm_loss" in r)
+    from electra.text.heldout import evaluate_text   # any evaluation length, the short rows' own included
+
+    for seq_len in (8, 32):
+        assert evaluate_text(run, [corpus["text"]], 20, seq_len=seq_len)["seq_len"] == seq_len
 
 
 @pytest.mark.parametrize("short_rows", ["5", "12", "32", "-8"])   # too short, not a divisor, not shorter, negative

@@ -198,7 +198,9 @@ def load_for_eval(model: str | Path) -> tuple[dict[str, torch.nn.Module], Path, 
                         f"them at its first checkpoint")
     positions = next(iter(modules.values())).config.max_position_embeddings
     seq_len = min(cfg.seq_len, positions)
-    return modules, tokenizer_dir, apply_overrides(cfg, {"seq_len": seq_len, "max_position_embeddings": positions})
+    # short_rows shapes training only; off, so that any evaluation length validates
+    return modules, tokenizer_dir, apply_overrides(cfg, {"seq_len": seq_len, "max_position_embeddings": positions,
+                                                         "short_rows": 0})
 
 
 def evaluate_text(model: str | Path, files, max_examples: int | None = 2000, batch_size: int = 64,
