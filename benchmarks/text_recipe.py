@@ -100,7 +100,11 @@ def run_cell(variant: str, steps: int, seed: int, shards: Path, work: Path, held
                                                   "log_every": "50", "checkpoint_every": "500",
                                                   "plateau_check_step": "0"})
     t = time.perf_counter()
-    if (run / "config.json").is_file():
+    trained = (run / "metrics.jsonl").is_file() and any(r.get("step") == steps
+                                                         for r in read_metrics(run / "metrics.jsonl"))
+    if trained:
+        say(f"{name}: trained to step {steps} by an earlier call; scoring it")
+    elif (run / "config.json").is_file():
         pretrain(resume=str(run), progress=False)
     else:
         pretrain(cfg, data=str(shards_of_length(cfg.seq_len, shards, work)), out=str(run), progress=False)
