@@ -83,7 +83,7 @@ def _figures(modules, data: HeldOut, cfg: TextConfig, batch_size: int) -> dict[s
     rtd = RTDObjective(modules["generator"], modules["discriminator"], cfg, data.special, data.vocab_size,
                        EVAL_SEED + 1) if "discriminator" in modules else None
     nll_sum = shuffled_sum = masked = correct = 0.0
-    special = torch.tensor(sorted(data.special.values()))
+    special = torch.tensor(sorted(data.special.values()), device="cpu")
     d_logits, d_labels = [], []
     bce_sum = tokens = 0.0
     for i, batch in enumerate(_batches(data, batch_size, device)):
@@ -129,7 +129,7 @@ def shuffle_context(inputs: torch.Tensor, attention_mask: torch.Tensor, special:
     generator = torch.Generator().manual_seed(seed)
     for row in range(len(out)):
         where = movable[row].nonzero().squeeze(1)
-        out[row, where] = inputs[row, where[torch.randperm(len(where), generator=generator)]]
+        out[row, where] = inputs[row, where[torch.randperm(len(where), generator=generator, device="cpu")]]
     return out
 
 
