@@ -144,6 +144,36 @@ def test_a_bad_short_rows_is_one_clear_error(short_rows):
         apply_overrides(tiny_config(), {"short_rows": short_rows}).validate()
 
 
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("objective", ["mlm", "rtd"])
+def test_init_from_starts_where_the_given_run_ended(corpus, tmp_path, objective):
+    """A run started from another (lr so small that one step moves nothing) exports that run's weights; a fresh
+    run does not.  MLM runs continue from an MLM run, RTD runs from a generator/discriminator pair."""
+    first = pretrain(tiny_config(objective=objective, steps=3), data=str(corpus["data"]), out=str(tmp_path / "a"),
+                     progress=False)
+    still = tiny_config(objective=objective, steps=1, lr=1e-12, seed=5)
+    after = pretrain(still, data=str(corpus["data"]), out=str(tmp_path / "b"), init_from=str(first), progress=False)
+    fresh = pretrain(still, data=str(corpus["data"]), out=str(tmp_path / "c"), progress=False)
+    part = "mlm" if objective == "mlm" else "discriminator"
+    ended, started, new = (_weights(run / part) for run in (first, after, fresh))
+    name = "electra.encoder.layer.0.attention.self.query.weight"
+    assert torch.allclose(started[name], ended[name], atol=1e-6)
+    assert not torch.allclose(new[name], ended[name], atol=1e-3)
+
+
+def test_init_from_a_folder_without_a_model_is_one_clear_error(capsys, corpus, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(capsys, "text", "pretrain", "--data", str(corpus["data"]), "--objective", "mlm",
+                           "--init-from", str(tmp_path / "empty"), "--steps", "1", "--out", str(tmp_path / "r"))
+    assert_one_line_error(code, err, "masked-LM")
+    assert not (tmp_path / "r").exists()
+
+
 def test_prepare_packs_cls_a_sep_b_sep(corpus):
     manifest = json.loads((corpus["data"] / "manifest.json").read_text())
     rows = np.fromfile(corpus["data"] / manifest["shards"][0]["file"], dtype=manifest["dtype"]).reshape(-1, 32)

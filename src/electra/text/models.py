@@ -111,7 +111,8 @@ def build_rtd_models(cfg: TextConfig, vocab_size: int, pad_id: int = 0,
 
 
 def load_pretrained_pair(folder: str | Path, sharing: str = "shared") -> dict[str, torch.nn.Module]:
-    """``--init-from``: an HF ELECTRA generator + discriminator (a run folder or any folder with both subfolders)."""
+    """``--init-from`` for an RTD run: an HF ELECTRA generator + discriminator (a run folder or any folder with both
+    subfolders)."""
     from transformers import ElectraForMaskedLM, ElectraForPreTraining
 
     from electra.text.hf_io import pretrained
@@ -134,6 +135,24 @@ def load_pretrained_pair(folder: str | Path, sharing: str = "shared") -> dict[st
     else:
         share_embeddings(generator, discriminator)
     return {"generator": generator, "discriminator": discriminator}
+
+
+def load_pretrained_mlm(folder: str | Path) -> dict[str, torch.nn.Module]:
+    """``--init-from`` for an MLM run: an MLM run folder (its ``mlm/``) or any HF ELECTRA masked-LM folder."""
+    from transformers import ElectraForMaskedLM
+
+    from electra.text.hf_io import pretrained
+
+    folder = Path(folder)
+    path = folder / "mlm" if (folder / "mlm" / "config.json").is_file() else folder
+    if not (path / "config.json").is_file():
+        raise UserError(f"--init-from {folder}: no mlm/config.json or config.json; give an MLM run folder or an HF "
+                        f"ELECTRA masked-LM folder")
+    try:
+        model = pretrained(ElectraForMaskedLM, path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--init-from {folder}: cannot load the model ({str(exc).splitlines()[0][:160]})") from None
+    return {"mlm": fast_training(model)}
 
 
 def export_hf(modules: dict[str, torch.nn.Module], out: Path, tokenizer_dir: Path) -> None:

@@ -19,7 +19,7 @@ from electra.core.trainer import CheckpointPolicy, Hooks, Plan
 from electra.errors import UserError
 from electra.text.config import DEFAULT_PRESET, TextConfig, config_from_dict, preset_config
 from electra.text.corpus import ShortRowsFirst, TokenShards, prepare_corpus
-from electra.text.models import build_rtd_models, export_hf, load_pretrained_pair
+from electra.text.models import build_rtd_models, export_hf, load_pretrained_mlm, load_pretrained_pair
 from electra.text.objectives import MaskedLMObjective, RTDObjective
 from electra.text.tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer
 
@@ -133,8 +133,9 @@ class PretrainRecipe:
                                                  for m in models.values()],
                          extra_bytes=attention_bytes(cfg))
             return build()
-        modules = load_pretrained_pair(self.init_from, cfg.embedding_sharing)
-        config = modules["discriminator"].config
+        modules = (load_pretrained_mlm(self.init_from) if cfg.objective == "mlm"
+                   else load_pretrained_pair(self.init_from, cfg.embedding_sharing))
+        config = next(iter(modules.values())).config
         if config.vocab_size != vocab:
             raise UserError(f"--init-from {self.init_from} has a {config.vocab_size}-token vocabulary but the shards "
                             f"use {vocab}; prepare them with its tokenizer")
@@ -214,14 +215,12 @@ def pretrain(cfg: TextConfig | None = None, data: str | None = None, files: list
 
     ``data``: prepared shards, or ``files``: raw text prepared into the run folder (a ``vocab_size`` WordPiece
     vocabulary unless ``tokenizer`` is given); ``resume``: continue a run folder; ``init_from``: start from an HF
-    generator/ + discriminator/ pair; ``stop_at``: end at that step with a checkpoint."""
+    generator/ + discriminator/ pair (rtd) or an MLM run / HF masked-LM folder (mlm); ``stop_at``: end at that step with a checkpoint."""
     overrides = dict(overrides or {})
     cfg = cfg or preset_config(DEFAULT_PRESET)
     if not resume:
         if bool(data) == bool(files):
             raise UserError("give either --data DIR (prepared shards) or --files F … (prepared on the fly)")
-        if init_from and apply_objective(cfg, overrides) != "rtd":
-            raise UserError("--init-from continues ELECTRA (rtd) pre-training; drop --objective mlm")
         seq_len = _shards_seq_len(data)
         if seq_len is not None and "seq_len" not in overrides:
             overrides["seq_len"] = seq_len   # the shards fix the sequence length unless the user asks for another
