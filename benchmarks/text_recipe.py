@@ -6,7 +6,8 @@
 
 A variant is ``KEY=VALUE`` overrides of the ``tiny`` preset joined by ``+`` (``objective=mlm`` for the masked-LM
 model; ``seq_len=32+batch_size=128`` trains on rows of 32 tokens, the same tokens per step, from shards of that
-length made once in the work folder). Each cell (variant, steps, seed) pre-trains for a fixed number of steps on the
+length made once in the work folder; ``A>B`` trains variant A, then B for as many steps again from A's model,
+``electra text pretrain --init-from``). Each cell (variant, steps, seed) pre-trains for a fixed number of steps on the
 shards that ``text_quality.py`` prepares (one pass at most: no text repeats), with the lr decaying to 0 at the last
 step, then runs ``electra text eval`` on gutenberg-40m's held-out books at 15% masking: masked-LM loss (of the
 generator, or of the MLM model), its word-order gain (the loss with each row's context shuffled, minus it) and, for
@@ -39,7 +40,7 @@ SHORT_ROWS = 32         # … and also on rows of this many tokens, where varian
 
 
 def cell_path(name: str) -> Path:
-    return RESULTS / f"{name.replace('=', '-')}.json"
+    return RESULTS / f"{name.replace('=', '-').replace('>', '_then_')}.json"
 
 
 def record(name: str, values: dict) -> dict:
@@ -87,7 +88,8 @@ def run_cell(variant: str, steps: int, seed: int, shards: Path, work: Path, held
     from electra.text.pretrain import pretrain
 
     name = f"{variant}-{steps}steps-seed{seed}"
-    run = work / name
+    run = work / name.replace(">", "_then_")
+    first, _, last = variant.rpartition(">")   # "A>B": B continues from A's model (A trained first if needed)
     if cell_path(name).is_file():
         cell = json.loads(cell_path(name).read_text())
         if (run / "config.json").is_file() and not all(k in cell for k in ("heldout_short", "blimp")):
@@ -96,7 +98,7 @@ def run_cell(variant: str, steps: int, seed: int, shards: Path, work: Path, held
             cell["blimp"] = blimp_figures(run)
             record(name, cell)
         return cell
-    cfg = apply_overrides(preset_config("tiny"), {**overrides(variant), "steps": str(steps), "seed": str(seed),
+    cfg = apply_overrides(preset_config("tiny"), {**overrides(last), "steps": str(steps), "seed": str(seed),
                                                   "log_every": "50", "checkpoint_every": "500",
                                                   "plateau_check_step": "0"})
     t = time.perf_counter()
@@ -107,7 +109,12 @@ def run_cell(variant: str, steps: int, seed: int, shards: Path, work: Path, held
     elif (run / "config.json").is_file():
         pretrain(resume=str(run), progress=False)
     else:
-        pretrain(cfg, data=str(shards_of_length(cfg.seq_len, shards, work)), out=str(run), progress=False)
+        start = None
+        if first:
+            run_cell(first, steps, seed, shards, work, heldout_examples)
+            start = str(work / f"{first}-{steps}steps-seed{seed}".replace(">", "_then_"))
+        pretrain(cfg, data=str(shards_of_length(cfg.seq_len, shards, work)), out=str(run), init_from=start,
+                 progress=False)
     seconds = time.perf_counter() - t
     rows = [r for r in read_metrics(run / "metrics.jsonl") if "mlm_loss" in r]
     curve = {str(r["step"]): round(r["mlm_loss"], 3) for r in rows if r["step"] % CURVE_EVERY == 0}
