@@ -175,6 +175,24 @@ def test_tiny_finetune_beats_the_majority_class_and_predicts(sentiment_model, tm
     assert lines[0] == "index\tprediction" and len(lines) == 6 and lines[1].split("\t")[1] in ("0", "1")
 
 
+def test_dropout_overrides_the_models_own_when_finetuning(sentiment_model, tmp_path):
+    import json
+
+    run, glue = sentiment_model
+    for rate, out in ((None, "own"), (0.3, "set")):
+        finetune(run, "sst-2", glue, out=tmp_path / out, progress=False,
+                 overrides={"epochs": 1, "max_train_examples": 16, **({} if rate is None else {"dropout": rate})})
+    saved = {out: json.loads((tmp_path / out / "seed-0" / "model" / "config.json").read_text())
+             for out in ("own", "set")}
+    own = json.loads((run / "discriminator" / "config.json").read_text())["hidden_dropout_prob"]
+    assert saved["own"]["hidden_dropout_prob"] == own
+    assert saved["set"]["hidden_dropout_prob"] == saved["set"]["attention_probs_dropout_prob"] == 0.3 != own
+    from electra.errors import UserError
+
+    with pytest.raises(UserError, match="dropout"):
+        finetune(run, "sst-2", glue, out=tmp_path / "bad", progress=False, overrides={"dropout": 1.5})
+
+
 @pytest.fixture(scope="module")
 def trained_pair(corpus, tmp_path_factory):
     """A tiny model pre-trained long enough on the synthetic grammar for its discriminator to work."""

@@ -42,6 +42,8 @@ class FinetuneConfig:
     batch_size: int = 32
     epochs: int | None = None            # None: the task's default (3, or 10 for RTE/STS-B)
     max_seq_len: int = 128
+    dropout: float | None = None         # None: the model's own (its config's); a pre-training run at dropout 0
+                                         # would otherwise fine-tune without any
     weight_decay: float = 0.01
     eps: float = 1e-6
     grad_clip: float = 1.0
@@ -60,6 +62,7 @@ class FinetuneConfig:
                   (self.batch_size >= 1 and self.seeds >= 1, "batch_size and seeds must be positive"),
                   (self.epochs is None or self.epochs >= 1, "epochs must be at least 1"),
                   (self.max_seq_len >= 8, "max_seq_len must be at least 8"),
+                  (self.dropout is None or 0 <= self.dropout < 1, "dropout must lie in [0, 1)"),
                   (self.checkpoint_every >= 0, "checkpoint_every must be 0 (each epoch) or more"),
                   (self.threads >= 0, "threads must be 0 (the free cores) or more")]
         check(checks)
@@ -200,8 +203,10 @@ class FinetuneRecipe:
         from transformers import ElectraForSequenceClassification
 
         torch.manual_seed(cfg.seed)
+        rates = {} if cfg.dropout is None else {"hidden_dropout_prob": cfg.dropout,
+                                                "attention_probs_dropout_prob": cfg.dropout}
         net = fast_training(load_hf(ElectraForSequenceClassification, self.model_dir, "discriminator",
-                                    num_labels=self.task.num_labels))
+                                    num_labels=self.task.num_labels, **rates))
         init_head(net.classifier, net.config.initializer_range, cfg.seed)
         net = net.to(device)
         batches = task_batches(self.inputs, self.labels, cfg.batch_size, cfg.seed, device, cfg.group_by_length)
