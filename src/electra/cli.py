@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ft = tcmds.add_parser("finetune", help="fine-tune a discriminator on a GLUE task (official recipe)",
                           epilog="Other keys: layer_decay, warmup_frac, batch_size, max_seq_len, weight_decay, "
-                                 "max_train_examples, group_by_length, dropout (key=value; dropout: the model's own unless given).")
+                                 "max_train_examples, group_by_length, dropout (key=value; dropout: the model's "
+                                 "own unless given).")
     ft.add_argument("model", nargs="?", help="run folder or HF ELECTRA discriminator directory")
     ft.add_argument("--task", help="cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, wnli")
     ft.add_argument("--data-dir", help="GLUE folder (holding CoLA/, SST-2/, …) or the task's folder")
