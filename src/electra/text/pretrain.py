@@ -215,7 +215,8 @@ def pretrain(cfg: TextConfig | None = None, data: str | None = None, files: list
 
     ``data``: prepared shards, or ``files``: raw text prepared into the run folder (a ``vocab_size`` WordPiece
     vocabulary unless ``tokenizer`` is given); ``resume``: continue a run folder; ``init_from``: start from an HF
-    generator/ + discriminator/ pair (rtd) or an MLM run / HF masked-LM folder (mlm); ``stop_at``: end at that step with a checkpoint."""
+    generator/ + discriminator/ pair (rtd) or an MLM run / HF masked-LM folder (mlm); ``stop_at``: end at that
+    step with a checkpoint."""
     overrides = dict(overrides or {})
     cfg = cfg or preset_config(DEFAULT_PRESET)
     if not resume:
