@@ -43,6 +43,10 @@ def cell_path(name: str) -> Path:
     return RESULTS / f"{name.replace('=', '-').replace('>', '_then_')}.json"
 
 
+def run_folder(work: Path, variant: str, steps: int, seed: int) -> Path:
+    return work / f"{variant}-{steps}steps-seed{seed}".replace(">", "_then_")
+
+
 def record(name: str, values: dict) -> dict:
     return write_cell(cell_path(name), values)
 
@@ -88,7 +92,7 @@ def run_cell(variant: str, steps: int, seed: int, shards: Path, work: Path, held
     from electra.text.pretrain import pretrain
 
     name = f"{variant}-{steps}steps-seed{seed}"
-    run = work / name.replace(">", "_then_")
+    run = run_folder(work, variant, steps, seed)
     first, _, last = variant.rpartition(">")   # "A>B": B continues from A's model (A trained first if needed)
     if cell_path(name).is_file():
         cell = json.loads(cell_path(name).read_text())
@@ -112,7 +116,7 @@ def run_cell(variant: str, steps: int, seed: int, shards: Path, work: Path, held
         start = None
         if first:
             run_cell(first, steps, seed, shards, work, heldout_examples)
-            start = str(work / f"{first}-{steps}steps-seed{seed}".replace(">", "_then_"))
+            start = str(run_folder(work, first, steps, seed))
         pretrain(cfg, data=str(shards_of_length(cfg.seq_len, shards, work)), out=str(run), init_from=start,
                  progress=False)
     seconds = time.perf_counter() - t

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from electra.errors import UserError
 from electra.text.config import TextConfig
-from electra.text.objectives import MaskedLMObjective, RTDObjective
+from electra.text.objectives import MaskedLMObjective, RTDObjective, token_nll
 
 EVAL_SEED = 1234
 
@@ -90,12 +90,10 @@ def _figures(modules, data: HeldOut, cfg: TextConfig, batch_size: int) -> dict[s
         masker.random.begin(i, 0, 0)
         positions, weights, inputs, targets = masker._mask(batch, 1.0, 0.0)
         logits = masker._mlm(mlm_model, batch, inputs, positions, targets, weights)[0].float()
-        nll = -F.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        nll_sum += float((nll * weights).sum())
+        nll_sum += float((token_nll(logits, targets) * weights).sum())
         shuffled = shuffle_context(inputs.cpu(), batch["attention_mask"].cpu(), special, EVAL_SEED + 2 + i)
         logits_shuffled = masker._mlm(mlm_model, batch, shuffled.to(device), positions, targets, weights)[0].float()
-        shuffled_sum += float((-F.log_softmax(logits_shuffled, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-                               * weights).sum())
+        shuffled_sum += float((token_nll(logits_shuffled, targets) * weights).sum())
         correct += float(((logits.argmax(-1) == targets).float() * weights).sum())
         masked += float(weights.sum())
         if rtd is not None:

@@ -32,6 +32,12 @@ def masked_lm_logits(mlm_model, input_ids, attention_mask, token_type_ids, posit
     return mlm_model.generator_lm_head(mlm_model.generator_predictions(gather_positions(hidden, positions)))
 
 
+def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """−log P(target) at each position (log-softmax over the last axis + gather: no transposed copy of the
+    B×P×V logits)."""
+    return -F.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum() / (weights.sum() + 1e-6)
 
@@ -60,8 +66,7 @@ class MaskedLMObjective:
 
     def _mlm(self, model, batch, masked, positions, targets, weights):
         logits = masked_lm_logits(model, masked, batch["attention_mask"], batch["token_type_ids"], positions)
-        # log-softmax over the last axis + gather: no transposed copy of the B×P×V logits
-        nll = -F.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        nll = token_nll(logits, targets)
         loss = weighted_mean(nll, weights)
         accuracy = weighted_mean((logits.detach().argmax(-1) == targets).float(), weights)
         return logits, loss, accuracy
