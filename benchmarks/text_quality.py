@@ -1,6 +1,7 @@
 """Does the pre-training pay?  RTD, RTD + GDES, MLM and no pre-training at equal CPU-minutes, on a real corpus.
 
-    python benchmarks/text_quality.py [--budgets 15 60] [--models rtd gdes mlm random] [--work DIR]
+    python benchmarks/text_quality.py [--budgets 15 60] [--models rtd gdes mlm random mlm-2phase rtd-2phase]
+        [--work DIR]
         [--blimp-per-phenomenon 100] [--sst2-seeds 3] [--cola-seeds 5] [--only pretrain|zero-shot|finetune]
         [--tasks sst-2 cola]
 
@@ -10,6 +11,12 @@ then measures each model: held-out figures on ``gutenberg-40m/valid`` and ``wiki
 BLiMP (``electra text blimp``, generator PLL and discriminator; a seeded subset per phenomenon), SST-2 dev accuracy
 fine-tuned on the full training set (median of seeds) and CoLA dev MCC (median of seeds).  ``random`` is the same
 architecture with fresh weights, through the same measures.
+
+``mlm-2phase`` and ``rtd-2phase`` are the recipe that leaves the unigram stage (``text_recipe.py``): dropout 0, half
+the budget on rows of 32 tokens (batch 128: the same tokens per step), then the other half on the 128-token rows
+from that model (``pretrain --init-from``); their generator is as wide as the discriminator (the ¼-width one, 32
+wide at ``tiny``, does not leave the bag of words).  Their budgets are FLOP budgets at any size, and they fine-tune
+with the preset's dropout (0.1), as the other models do.
 
 Budgets of up to 15 minutes are wall-clock (``minutes=``), to be run with nothing else on the machine.  Larger ones
 are compute budgets: ``PFLOP_PER_MINUTE`` × minutes of useful training FLOPs (0.2 PFLOP for 60: four times the
@@ -44,7 +51,13 @@ RESULTS = HERE / "results" / "text_quality"
 CORPUS = SHARED / "text" / "gutenberg-40m"
 HELDOUT = {"gutenberg": CORPUS / "valid.txt.gz", "wiki": SHARED / "text" / "wiki-leads" / "valid.txt.gz"}
 MODELS = {"rtd": {"objective": "rtd"}, "gdes": {"objective": "rtd", "embedding_sharing": "gdes"},
-          "mlm": {"objective": "mlm"}, "random": None}
+          "mlm": {"objective": "mlm"}, "random": None,
+          # two phases, half the budget each: rows of SHORT_ROWS tokens (4× the rows per step, the same tokens), then
+          # the 128-token rows from that model; dropout 0 (fine-tuning puts the preset's 0.1 back)
+          "mlm-2phase": {"objective": "mlm", "dropout": "0"},
+          "rtd-2phase": {"objective": "rtd", "dropout": "0", "generator_width": "1"}}
+TWO_PHASE = {"mlm-2phase", "rtd-2phase"}
+SHORT_ROWS = 32
 VOCAB = 8192
 WALL_CLOCK_UP_TO = 15          # minutes; larger budgets are FLOP budgets
 PFLOP_PER_MINUTE = 0.2 / 60    # the 15-minute cells alone: 0.044 (RTD), 0.052 (GDES), 0.054 (MLM) PFLOP
@@ -63,13 +76,19 @@ def record(name: str, values: dict) -> dict:
     return write_cell(cell_path(name), values)
 
 
-def corpus_shards(work: Path) -> Path:
-    """The tokenizer and shards of the whole training corpus (made once; the prepare cell records its speed)."""
+def corpus_shards(work: Path, seq_len: int = 128) -> Path:
+    """The tokenizer and shards of the whole training corpus (made once; the prepare cell records its speed), in
+    rows of 128 tokens (``shards``) or of another length (``shards-L``, made once from the same tokenizer)."""
     from electra.text.corpus import prepare_corpus
     from electra.text.tokenizer import train_tokenizer
 
     files = sorted(str(p) for p in CORPUS.glob("train-*.txt.gz"))
     tokenizer, shards = work / "tokenizer", work / "shards"
+    if seq_len != 128:
+        folder = work / f"shards-{seq_len}"
+        if not (folder / "manifest.json").is_file():
+            prepare_corpus(files, corpus_shards(work) / "tokenizer", seq_len, folder, documents="blank-line")
+        return folder
     if not (tokenizer / "vocab.txt").is_file():
         t = time.perf_counter()
         train_tokenizer(files, VOCAB, tokenizer)
@@ -133,10 +152,22 @@ def last_step(run: Path) -> int:
     return rows[-1]["step"] if rows else 0
 
 
+def train_to(cfg, data: Path, run: Path, init_from: Path | None = None) -> None:
+    """Pre-train ``run`` to ``cfg.steps``: from scratch (or from ``init_from``'s model), continuing a stopped run,
+    or nothing when it is there."""
+    from electra.text.pretrain import pretrain
+
+    if last_step(run) >= cfg.steps:
+        return
+    if (run / "config.json").is_file():
+        pretrain(resume=str(run), progress=False)
+    else:
+        pretrain(cfg, data=str(data), out=str(run), init_from=str(init_from) if init_from else None, progress=False)
+
+
 def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
     from electra.config import apply_overrides
     from electra.text.config import preset_config
-    from electra.text.pretrain import pretrain
     from text_throughput import random_batches, useful_flops_per_token
 
     name = f"{model}-{minutes:g}min"
@@ -149,28 +180,45 @@ def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
     # ``-again`` cell, so the recorded one stays and the two runs can be compared
     if recorded and last_step(run) >= recorded["steps"]:
         return run
-    base = apply_overrides(preset_config("tiny"), MODELS[model])
-    per_token = useful_flops_per_token(base, VOCAB, random_batches(VOCAB, base.batch_size, base.seq_len)(0))
-    if recorded:
-        budget, length = "steps" if minutes <= WALL_CLOCK_UP_TO else "flops", {"steps": recorded["steps"]}
-    elif minutes <= WALL_CLOCK_UP_TO:
-        budget, length = "wall-clock", {"minutes": minutes, "steps": 1_000_000}
-    else:
-        tokens_per_step = base.batch_size * base.seq_len
-        budget, length = "flops", {"steps": round(PFLOP_PER_MINUTE * minutes * 1e15 / (per_token * tokens_per_step))}
-    cfg = apply_overrides(base, {**length, "checkpoint_every": 500, "log_every": 100, "plateau_check_step": 0})
+    base = apply_overrides(preset_config("tiny"), {**MODELS[model], "checkpoint_every": 500, "log_every": 100,
+                                                   "plateau_check_step": 0})
+    flops = lambda cfg: useful_flops_per_token(  # noqa: E731
+        cfg, VOCAB, random_batches(VOCAB, cfg.batch_size, cfg.seq_len)(0))
     t = time.perf_counter()
-    if (run / "config.json").is_file():
-        pretrain(resume=str(run), progress=False)
+    if model in TWO_PHASE:
+        # FLOP budgets at any length: the two phases share PFLOP_PER_MINUTE × minutes equally
+        short = apply_overrides(base, {"seq_len": SHORT_ROWS, "batch_size": base.batch_size * 128 // SHORT_ROWS})
+        phases = [(short, corpus_shards(work, SHORT_ROWS), work / f"{name}-short-rows"), (base, shards, run)]
+        budget, done_phases, start = "flops, two phases", [], None
+        for cfg, data, folder in phases:
+            steps = round(PFLOP_PER_MINUTE * minutes * 1e15 / 2 / (flops(cfg) * cfg.batch_size * cfg.seq_len))
+            cfg = apply_overrides(cfg, {"steps": steps})
+            train_to(cfg, data, folder, start)
+            done_phases.append((cfg, folder))
+            start = folder
     else:
-        pretrain(cfg, data=str(shards), out=str(run), progress=False)
+        if recorded:
+            budget, length = "steps" if minutes <= WALL_CLOCK_UP_TO else "flops", {"steps": recorded["steps"]}
+        elif minutes <= WALL_CLOCK_UP_TO:
+            budget, length = "wall-clock", {"minutes": minutes, "steps": 1_000_000}
+        else:
+            budget = "flops"
+            length = {"steps": round(PFLOP_PER_MINUTE * minutes * 1e15
+                                     / (flops(base) * base.batch_size * base.seq_len))}
+        cfg = apply_overrides(base, length)
+        train_to(cfg, shards, run)
+        done_phases = [(cfg, run)]
+    tokens = pflop = 0.0
+    for cfg, folder in done_phases:   # a wall-clock run's step count is known once it has run
+        phase_tokens = last_step(folder) * cfg.batch_size * cfg.seq_len
+        tokens, pflop = tokens + phase_tokens, pflop + flops(cfg) * phase_tokens / 1e15
     rows = read_metrics(run / "metrics.jsonl")
-    steps = rows[-1]["step"]
-    tokens = steps * cfg.batch_size * cfg.seq_len
     tail = [r for r in rows if "mlm_loss" in r][-5:]
     record(f"{name}-pretrain" + ("-again" if recorded else ""), {
-        "model": model, "minutes": minutes, "budget": budget, "steps": steps, "tokens_seen": tokens,
-        "pflop": round(per_token * tokens / 1e15, 3), "seconds_this_call": round(time.perf_counter() - t),
+        "model": model, "minutes": minutes, "budget": budget, "steps": rows[-1]["step"],
+        "phases": [{"seq_len": cfg.seq_len, "batch_size": cfg.batch_size, "steps": last_step(folder)}
+                   for cfg, folder in done_phases],
+        "tokens_seen": int(tokens), "pflop": round(pflop, 3), "seconds_this_call": round(time.perf_counter() - t),
         "tokens_per_s_last": round(rows[-1].get("tokens_per_s", 0)),
         "final_train": {k: round(sum(r[k] for r in tail) / len(tail), 4) for k in tail[-1]
                         if k in ("mlm_loss", "disc_loss", "disc_auc")}})
@@ -197,6 +245,7 @@ def zero_shot_cell(model: str, minutes: float, run: Path, blimp_n: int) -> None:
 
 
 def finetune_cell(model: str, minutes: float, run: Path, task: str, seeds: int, work: Path) -> None:
+    from electra.text.config import preset_config
     from electra.text.finetune import finetune
 
     name = f"{model}-{minutes:g}min-{task}"
@@ -204,6 +253,8 @@ def finetune_cell(model: str, minutes: float, run: Path, task: str, seeds: int, 
     if len(recorded) >= seeds:
         return
     out = work / name
+    # a model pre-trained without dropout fine-tunes with the preset's, as the others do
+    dropout = {"dropout": preset_config("tiny").dropout} if "dropout" in (MODELS[model] or {}) else {}
     t = time.perf_counter()
     if (out / "config.json").is_file():   # an unfinished seed continues; a recorded cell may gain seeds
         first = json.loads((out / "config.json").read_text()).get("seed", 0)
@@ -212,7 +263,7 @@ def finetune_cell(model: str, minutes: float, run: Path, task: str, seeds: int, 
         # seeds recorded by a folder that is gone are kept; only the missing ones are trained
         first = len(recorded)
         result = finetune(run, task, SHARED / "glue", out=out, progress=False,
-                          overrides={"seed": first, "seeds": seeds - first})
+                          overrides={"seed": first, "seeds": seeds - first, **dropout})
     split = list(result["median"])[0]
     metric = result["main_metric"]
     per_seed = recorded[:first] + [s["scores"][split][metric] for s in result["seeds"]]
@@ -227,14 +278,14 @@ def cells(budgets, models) -> list[tuple[str, float]]:
 
 
 def table(budgets, models) -> None:
-    say(f"\n{'model':8s} {'min':>4s} {'tokens':>7s} {'PFLOP':>6s} {'MLM gut':>8s} {'MLM wiki':>8s} "
+    say(f"\n{'model':10s} {'min':>4s} {'tokens':>7s} {'PFLOP':>6s} {'MLM gut':>8s} {'MLM wiki':>8s} "
         f"{'AUC gut':>7s} {'AUC wiki':>8s} {'BLiMP G':>7s} {'BLiMP D':>7s} {'SST-2':>6s} {'CoLA':>6s}")
     for model, minutes in cells(budgets, models):
         name = f"{model}-{minutes:g}min"
         pre, held, blimp = done(f"{name}-pretrain") or {}, done(f"{name}-heldout") or {}, done(f"{name}-blimp") or {}
         sst, cola = done(f"{name}-sst-2") or {}, done(f"{name}-cola") or {}
         fig = lambda corpus, key: held.get(corpus, {}).get(key, float("nan"))  # noqa: E731
-        say(f"{model:8s} {minutes:4g} {pre.get('tokens_seen', 0) / 1e6:6.1f}M {pre.get('pflop', 0):6.2f} "
+        say(f"{model:10s} {minutes:4g} {pre.get('tokens_seen', 0) / 1e6:6.1f}M {pre.get('pflop', 0):6.2f} "
             f"{fig('gutenberg', 'mlm_loss'):8.3f} {fig('wiki', 'mlm_loss'):8.3f} {fig('gutenberg', 'disc_auc'):7.3f} "
             f"{fig('wiki', 'disc_auc'):8.3f} {100 * blimp.get('generator', {}).get('overall', float('nan')):7.1f} "
             f"{100 * blimp.get('discriminator', {}).get('overall', float('nan')):7.1f} "

@@ -6,7 +6,7 @@
 
 A variant is ``KEY=VALUE`` overrides of the ``tiny`` preset joined by ``+`` (``objective=mlm`` for the masked-LM
 model; ``seq_len=32+batch_size=128`` trains on rows of 32 tokens, the same tokens per step, from shards of that
-length made once in the work folder; ``A>B`` trains variant A, then B for as many steps again from A's model,
+length made once beside them (``text_quality.py``); ``A>B`` trains variant A, then B for as many steps again from A's model,
 ``electra text pretrain --init-from``). Each cell (variant, steps, seed) pre-trains for a fixed number of steps on the
 shards that ``text_quality.py`` prepares (one pass at most: no text repeats), with the lr decaying to 0 at the last
 step, then runs ``electra text eval`` on gutenberg-40m's held-out books at 15% masking: masked-LM loss (of the
@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from common import SHARED, say, write_cell  # noqa: E402
-from text_quality import CORPUS, HELDOUT, VOCAB, corpus_shards  # noqa: E402
+from text_quality import HELDOUT, VOCAB, corpus_shards  # noqa: E402
 
 RESULTS = HERE / "results" / "text_recipe"
 CURVE_EVERY = 250
@@ -117,7 +117,7 @@ def run_cell(variant: str, steps: int, seed: int, shards: Path, work: Path, held
         if first:
             run_cell(first, steps, seed, shards, work, heldout_examples)
             start = str(run_folder(work, first, steps, seed))
-        pretrain(cfg, data=str(shards_of_length(cfg.seq_len, shards, work)), out=str(run), init_from=start,
+        pretrain(cfg, data=str(corpus_shards(shards.parent, cfg.seq_len)), out=str(run), init_from=start,
                  progress=False)
     seconds = time.perf_counter() - t
     rows = [r for r in read_metrics(run / "metrics.jsonl") if "mlm_loss" in r]
@@ -136,19 +136,6 @@ def blimp_figures(run: Path) -> dict:
     report = score_blimp(run, SHARED / "blimp", BLIMP_PER_PHENOMENON, out=run / "blimp.json")
     return {"per_phenomenon": BLIMP_PER_PHENOMENON,
             **{scorer: round(figures["overall"], 4) for scorer, figures in report["scorers"].items()}}
-
-
-def shards_of_length(seq_len: int, shards: Path, work: Path) -> Path:
-    """The training corpus packed into rows of ``seq_len`` tokens (128: ``text_quality.py``'s shards)."""
-    from electra.text.corpus import prepare_corpus
-
-    if seq_len == 128:
-        return shards
-    folder = work / f"shards-{seq_len}"
-    if not (folder / "manifest.json").is_file():
-        files = sorted(str(p) for p in CORPUS.glob("train-*.txt.gz"))
-        prepare_corpus(files, shards / "tokenizer", seq_len, folder, documents="blank-line")
-    return folder
 
 
 def heldout_figures(run: Path, examples: int, seq_len: int) -> dict:
