@@ -6,8 +6,8 @@
 
 A variant is ``KEY=VALUE`` overrides of the ``tiny`` preset joined by ``+`` (``objective=mlm`` for the masked-LM
 model; ``seq_len=32+batch_size=128`` trains on rows of 32 tokens, the same tokens per step, from shards of that
-length made once beside them (``text_quality.py``); ``A>B`` trains variant A, then B for as many steps again from A's model,
-``electra text pretrain --init-from``). Each cell (variant, steps, seed) pre-trains for a fixed number of steps on the
+length made once beside ``text_quality.py``'s; ``A>B`` trains variant A, then B for as many steps again from A's
+model, ``electra text pretrain --init-from``). Each cell (variant, steps, seed) pre-trains for a fixed number of steps on the
 shards that ``text_quality.py`` prepares (one pass at most: no text repeats), with the lr decaying to 0 at the last
 step, then runs ``electra text eval`` on gutenberg-40m's held-out books at 15% masking: masked-LM loss (of the
 generator, or of the MLM model), its word-order gain (the loss with each row's context shuffled, minus it) and, for
