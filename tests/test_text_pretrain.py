@@ -1,6 +1,7 @@
 """Pre-training end to end on a tiny corpus: run folder, HF interoperability, resume, bad input."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -164,6 +165,14 @@ def test_init_from_starts_where_the_given_run_ended(corpus, tmp_path, objective)
     name = "electra.encoder.layer.0.attention.self.query.weight"
     assert torch.allclose(started[name], ended[name], atol=1e-6)
     assert not torch.allclose(new[name], ended[name], atol=1e-3)
+    saved = {run: json.loads((run / "config.json").read_text()) for run in (after, fresh)}
+    assert saved[after]["init_from"] == str(first.resolve()) and "init_from" not in saved[fresh]
+    resumed = pretrain(resume=str(after), overrides={"steps": 2}, progress=False)   # the fact does not block resume
+    assert json.loads((resumed / "config.json").read_text())["init_from"] == str(first.resolve())
+    # a run stopped before its first checkpoint starts again from the given weights, not from fresh ones
+    shutil.rmtree(after / "checkpoints")
+    again = pretrain(resume=str(after), overrides={"steps": 3}, progress=False)
+    assert torch.allclose(_weights(again / part)[name], ended[name], atol=1e-6)
 
 
 def test_init_from_a_folder_without_a_model_is_one_clear_error(capsys, corpus, tmp_path):

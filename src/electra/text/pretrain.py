@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from electra.core import distributed
+from electra.core.checkpoint import has_checkpoint
 from electra.core.log import log, warn
 from electra.core.memory import require_fits
 from electra.core.metrics import plot_curves, read_metrics
@@ -120,6 +121,8 @@ class PretrainRecipe:
         self.init_from = init_from
         self.tokenizer_dir = Path(data) / "tokenizer"
         self.facts = {"data": str(Path(data).resolve())}
+        if init_from:   # where the weights came from, for whoever reads the run folder later
+            self.facts["init_from"] = str(Path(init_from).resolve())
         self.notes: dict[str, str] = {}
 
     def _models(self, cfg: TextConfig, device: torch.device) -> dict[str, torch.nn.Module]:
@@ -226,8 +229,11 @@ def pretrain(cfg: TextConfig | None = None, data: str | None = None, files: list
         if seq_len is not None and "seq_len" not in overrides:
             overrides["seq_len"] = seq_len   # the shards fix the sequence length unless the user asks for another
     run = RunFolder.start("text", out=out, resume=resume, name=f"text-{cfg.preset}-{apply_objective(cfg, overrides)}")
-    cfg, facts = run.resolve(cfg, overrides, RESUMABLE_KEYS, config_from_dict, facts=("data",))
+    cfg, facts = run.resolve(cfg, overrides, RESUMABLE_KEYS, config_from_dict, facts=("data", "init_from"))
     data = facts.get("data", data)
+    saved_init = facts.get("init_from")
+    if saved_init and not has_checkpoint(run.path):
+        init_from = saved_init   # stopped before its first checkpoint: it starts again from the given weights
     if files:  # small corpora: tokenizer + shards inside the run folder, made by rank 0
         tokenizer = tokenizer or str(run.path / "tokenizer")
         data = str(run.path / "data")
@@ -243,6 +249,8 @@ def pretrain(cfg: TextConfig | None = None, data: str | None = None, files: list
         tokenizer = None   # the shards were just made with it
     with run.removed_on_failure():
         recipe = PretrainRecipe(data, tokenizer, init_from)
+    if saved_init:
+        recipe.facts["init_from"] = saved_init   # kept in config.json when a checkpoint holds the weights
     finished = run_recipe(recipe, run, cfg, progress=progress, stop_at=stop_at, device=device)
     run.log(f"done at step {finished.trainer.step}: HF models in "
             + " and ".join(str(run.path / name) for name in finished.modules))
