@@ -94,20 +94,34 @@ def test_files_are_prepared_on_the_fly_and_mlm_objective_runs(corpus, tmp_path):
     assert "mlm_loss" in row and "disc_loss" not in row
 
 
-def test_short_rows_cut_each_row_for_the_first_steps_only(corpus):
+def test_repack_lays_each_rows_text_out_as_cls_a_sep_b_sep_pieces():
+    from electra.text.corpus import repack
+
+    cls, sep, pad = 2, 3, 0
+    rows = torch.tensor([[cls, 10, 11, 12, sep, 13, 14, 15, 16, 17, 18, sep, pad, pad],
+                         [cls, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, sep, pad]])
+    pieces = repack(rows, 8, pad, sep, cls)   # 5 text tokens a piece: 2 in A, 3 in B
+    assert pieces.tolist() == [[cls, 10, 11, sep, 12, 13, 14, sep],
+                               [cls, 20, 21, sep, 22, 23, 24, sep], [cls, 25, 26, sep, 27, 28, 29, sep]]
+    assert repack(rows[:, :5], 8, pad, sep, cls) is None   # no row has text for one piece
+
+
+def test_short_rows_repack_each_row_for_the_first_steps_only(corpus):
     from electra.text.corpus import ShortRowsFirst, TokenShards
 
     shards = TokenShards(corpus["data"])
-    pad, sep = shards.special["pad"], shards.special["sep"]
+    ids = shards.special
     full = shards.batches(4, seed=0)
-    short = ShortRowsFirst(full, 8, steps=3, pad_id=pad, sep_id=sep)
+    short = ShortRowsFirst(full, 8, steps=3, pad_id=ids["pad"], sep_id=ids["sep"], cls_id=ids["cls"])
     for step in (0, 2):
-        cut, whole = short(step), full(step)
-        assert cut["input_ids"].shape == (16, 8)                          # 4 rows of 32 → 16 rows of 8
-        assert torch.equal(cut["input_ids"].reshape(4, 32), whole["input_ids"])   # the same tokens, in order
-        assert torch.equal(cut["attention_mask"], (cut["input_ids"] != pad).long())
-        seps = (cut["input_ids"] == sep).long()
-        assert torch.equal(cut["token_type_ids"], ((seps.cumsum(1) - seps) >= 1).long() * cut["attention_mask"])
+        cut, whole = short(step), full(step)["input_ids"]
+        text = [row[~torch.isin(row, torch.tensor([ids["pad"], ids["sep"], ids["cls"]]))] for row in whole]
+        assert cut["input_ids"].shape == (sum(len(t) // 5 for t in text), 8)
+        assert (cut["input_ids"][:, [0, 3, 7]] == torch.tensor([ids["cls"], ids["sep"], ids["sep"]])).all()
+        body = cut["input_ids"][:, [1, 2, 4, 5, 6]].reshape(-1)   # every row's text, in order, row after row
+        assert torch.equal(body, torch.cat([t[: len(t) // 5 * 5] for t in text]))
+        assert (cut["attention_mask"] == 1).all()
+        assert cut["token_type_ids"].tolist() == [[0, 0, 0, 0, 1, 1, 1, 1]] * len(cut["input_ids"])
     assert all(torch.equal(short(step)[k], full(step)[k]) for step in (3, 7) for k in full(step))
 
 
@@ -136,7 +150,7 @@ def test_a_run_with_short_rows_first_trains_on_them_then_on_full_rows(corpus, tm
         assert evaluate_text(run, [corpus["text"]], 20, seq_len=seq_len)["seq_len"] == seq_len
 
 
-@pytest.mark.parametrize("short_rows", ["5", "12", "32", "-8"])   # too short, not a divisor, not shorter, negative
+@pytest.mark.parametrize("short_rows", ["5", "32", "40", "-8"])   # too short, not shorter, longer, negative
 def test_a_bad_short_rows_is_one_clear_error(short_rows):
     from electra.config import apply_overrides
     from electra.errors import UserError

@@ -155,7 +155,7 @@ class PretrainRecipe:
         batches = shards.batches(cfg.batch_size, cfg.seed, cfg.grad_accum, rank.rank, rank.world, device)
         if cfg.short_rows and cfg.short_rows_steps:
             batches = ShortRowsFirst(batches, cfg.short_rows, cfg.short_rows_steps, shards.special["pad"],
-                                     shards.special["sep"])
+                                     shards.special["sep"], shards.special["cls"])
         modules = self._models(cfg, device)
         for module in modules.values():
             module.to(device)
