@@ -191,33 +191,34 @@ def pretrain_cell(model: str, minutes: float, shards: Path, work: Path) -> Path:
         phases = [(short, corpus_shards(work, SHORT_ROWS), work / f"{name}-short-rows"), (base, shards, run)]
         budget, done_phases, start = "flops, two phases", [], None
         for cfg, data, folder in phases:
-            steps = round(PFLOP_PER_MINUTE * minutes * 1e15 / 2 / (flops(cfg) * cfg.batch_size * cfg.seq_len))
+            per_token = flops(cfg)
+            steps = round(PFLOP_PER_MINUTE * minutes * 1e15 / 2 / (per_token * cfg.batch_size * cfg.seq_len))
             cfg = apply_overrides(cfg, {"steps": steps})
             train_to(cfg, data, folder, start)
-            done_phases.append((cfg, folder))
+            done_phases.append((cfg, folder, per_token))
             start = folder
     else:
+        per_token = flops(base)
         if recorded:
             budget, length = "steps" if minutes <= WALL_CLOCK_UP_TO else "flops", {"steps": recorded["steps"]}
         elif minutes <= WALL_CLOCK_UP_TO:
             budget, length = "wall-clock", {"minutes": minutes, "steps": 1_000_000}
         else:
             budget = "flops"
-            length = {"steps": round(PFLOP_PER_MINUTE * minutes * 1e15
-                                     / (flops(base) * base.batch_size * base.seq_len))}
+            length = {"steps": round(PFLOP_PER_MINUTE * minutes * 1e15 / (per_token * base.batch_size * base.seq_len))}
         cfg = apply_overrides(base, length)
         train_to(cfg, shards, run)
-        done_phases = [(cfg, run)]
+        done_phases = [(cfg, run, per_token)]
     tokens = pflop = 0.0
-    for cfg, folder in done_phases:   # a wall-clock run's step count is known once it has run
+    for cfg, folder, per_token in done_phases:   # a wall-clock run's step count is known once it has run
         phase_tokens = last_step(folder) * cfg.batch_size * cfg.seq_len
-        tokens, pflop = tokens + phase_tokens, pflop + flops(cfg) * phase_tokens / 1e15
+        tokens, pflop = tokens + phase_tokens, pflop + per_token * phase_tokens / 1e15
     rows = read_metrics(run / "metrics.jsonl")
     tail = [r for r in rows if "mlm_loss" in r][-5:]
     record(f"{name}-pretrain" + ("-again" if recorded else ""), {
         "model": model, "minutes": minutes, "budget": budget, "steps": rows[-1]["step"],
         "phases": [{"seq_len": cfg.seq_len, "batch_size": cfg.batch_size, "steps": last_step(folder)}
-                   for cfg, folder in done_phases],
+                   for cfg, folder, _ in done_phases],
         "tokens_seen": int(tokens), "pflop": round(pflop, 3), "seconds_this_call": round(time.perf_counter() - t),
         "tokens_per_s_last": round(rows[-1].get("tokens_per_s", 0)),
         "final_train": {k: round(sum(r[k] for r in tail) / len(tail), 4) for k in tail[-1]

@@ -110,7 +110,10 @@ class TextHooks(Hooks):
 class PretrainRecipe:
     """One pre-training run's plan from its config, its prepared shards and a device."""
 
-    def __init__(self, data: str | Path, tokenizer: str | None = None, init_from: str | None = None) -> None:
+    def __init__(self, data: str | Path, tokenizer: str | None = None, init_from: str | None = None,
+                 came_from: str | None = None) -> None:
+        """``init_from``: the model whose weights the run starts from; ``came_from``: that folder as recorded in
+        config.json (also for a resumed run, whose weights come from its checkpoint)."""
         self.shards = TokenShards(data)
         manifest = self.shards.manifest
         if tokenizer:
@@ -121,8 +124,8 @@ class PretrainRecipe:
         self.init_from = init_from
         self.tokenizer_dir = Path(data) / "tokenizer"
         self.facts = {"data": str(Path(data).resolve())}
-        if init_from:   # where the weights came from, for whoever reads the run folder later
-            self.facts["init_from"] = str(Path(init_from).resolve())
+        if came_from or init_from:   # where the weights came from, for whoever reads the run folder later
+            self.facts["init_from"] = str(Path(came_from or init_from).resolve())
         self.notes: dict[str, str] = {}
 
     def _models(self, cfg: TextConfig, device: torch.device) -> dict[str, torch.nn.Module]:
@@ -231,9 +234,9 @@ def pretrain(cfg: TextConfig | None = None, data: str | None = None, files: list
     run = RunFolder.start("text", out=out, resume=resume, name=f"text-{cfg.preset}-{apply_objective(cfg, overrides)}")
     cfg, facts = run.resolve(cfg, overrides, RESUMABLE_KEYS, config_from_dict, facts=("data", "init_from"))
     data = facts.get("data", data)
-    saved_init = facts.get("init_from")
-    if saved_init and not has_checkpoint(run.path):
-        init_from = saved_init   # stopped before its first checkpoint: it starts again from the given weights
+    came_from = init_from or facts.get("init_from")
+    # a resumed run's weights come from its checkpoint; stopped before the first one, it starts again from came_from
+    load_from = None if run.resuming and has_checkpoint(run.path) else came_from
     if files:  # small corpora: tokenizer + shards inside the run folder, made by rank 0
         tokenizer = tokenizer or str(run.path / "tokenizer")
         data = str(run.path / "data")
@@ -248,9 +251,7 @@ def pretrain(cfg: TextConfig | None = None, data: str | None = None, files: list
             distributed.barrier()
         tokenizer = None   # the shards were just made with it
     with run.removed_on_failure():
-        recipe = PretrainRecipe(data, tokenizer, init_from)
-    if saved_init:
-        recipe.facts["init_from"] = saved_init   # kept in config.json when a checkpoint holds the weights
+        recipe = PretrainRecipe(data, tokenizer, load_from, came_from)
     finished = run_recipe(recipe, run, cfg, progress=progress, stop_at=stop_at, device=device)
     run.log(f"done at step {finished.trainer.step}: HF models in "
             + " and ".join(str(run.path / name) for name in finished.modules))
