@@ -16,7 +16,8 @@ over several runs.  The paper's schedule is 300 epochs; ``--epochs`` sets how mu
 run folder lives under ``--work`` (not committed) and checkpoints every epoch, so a cell stopped part-way (a
 session's end) continues from its last epoch when the script runs again; its minutes add up over the calls.  A
 cell for more epochs starts from a copy of the same variant's longest shorter run (the lr is constant, so that is
-the same training), and its minutes include that run's.
+the same training), and its minutes include that run's; ``ssgan-avg-decay`` (the paper's schedule: the peak lr for
+two thirds of the run, then linear to 0) decays over its own length, so each of its cells trains from the start.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ VARIANTS = {"ssgan": {"d_ema": 0.0}, "ssgan-avg": {}, "supervised": {"unlabelled
             # the paper's generator: uniform noise, batch norm without a scale, new fakes and a second batch
             "ssgan-avg-paperg": {"g_noise": "uniform", "g_bn_scale": False, "g_fresh_batch": True},
             "ssgan-avg-fresh": {"g_fresh_batch": True},   # … its generator step alone
-            "ssgan-avg-noscale": {"g_bn_scale": False}}   # … its batch norm alone
+            "ssgan-avg-noscale": {"g_bn_scale": False},   # … its batch norm alone
+            # the paper's lr schedule: the peak for the first two thirds of the run, then linear to 0
+            "ssgan-avg-decay": {"lr_decay": "linear", "lr_decay_start": 2 / 3}}
 VARIANTS.update({f"{name}-eps8": {**keys, "adam_eps": 1e-8} for name, keys in list(VARIANTS.items())})
 
 
@@ -76,7 +79,10 @@ def run_cell(variant: str, labels: int, draw: int, epochs: int, work: Path) -> d
     run = work / path.stem
     spent = minutes_file(run)
     t = time.perf_counter()
-    shorter = None if (run / "checkpoints").is_dir() else shorter_run(variant, labels, draw, epochs, work)
+    # a run whose lr decays over its length is not a shorter run trained on: only constant-lr variants continue one
+    constant_lr = VARIANTS[variant].get("lr_decay", "none") == "none"
+    shorter = None if (run / "checkpoints").is_dir() or not constant_lr else \
+        shorter_run(variant, labels, draw, epochs, work)
     if shorter is not None:
         # the lr is constant, so a longer cell is the shorter one trained on: continue a copy of it
         shutil.rmtree(run, ignore_errors=True)

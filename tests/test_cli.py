@@ -108,6 +108,7 @@ def test_empty_image_folder(capsys, tmp_path):
     (["image", "train", "--epochs", "0"], "epochs must be at least 1"),
     (["image", "train", "lr_decay=sideways"], "lr_decay must be one of"),
     (["image", "train", "lr_final=2"], "lr_final must lie in [0, 1]"),
+    (["image", "train", "lr_decay_start=1"], "lr_decay_start must lie in [0, 1)"),
     (["image", "train", "--preset", "seed", "minibatch_std=true"], "minibatch_std is a dcgan discriminator option"),
     (["image", "train", "minibatch_group=-1"], "minibatch_group must be 0 (whole batch) or a group size"),
     (["image", "train", "d_width=0"], "width, d_width and noise_dim must be positive"),

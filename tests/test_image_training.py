@@ -104,6 +104,13 @@ def test_lr_decay_by_steps_follows_the_schedule(mnist_dir, tmp_path):
     assert lrs == pytest.approx([1e-3 * (1 - s / 8) for s in range(8)])
 
 
+def test_lr_decay_held_at_the_peak_until_its_start(mnist_dir, tmp_path):
+    cfg = _cfg(data_dir=str(mnist_dir), steps=8, log_every=1, lr=1e-3, lr_decay="linear", lr_decay_start=0.5)
+    lrs = _logged_lrs(train_image(cfg, out=str(tmp_path / "run"), progress=False))
+    # steps 0–4 at the peak, then the last half of the run falls linearly: 1e-3 · (1 - (s/8 - 0.5) / 0.5)
+    assert lrs == pytest.approx([1e-3 * min(1.0, 2 - s / 4) for s in range(8)])
+
+
 def test_lr_decay_over_a_wall_clock_budget_anneals_without_a_step_count(mnist_dir, tmp_path):
     cfg = _cfg(data_dir=str(mnist_dir), epochs=10**6, minutes=2 / 60, log_every=1, lr=1e-3, lr_decay="linear")
     lrs = _logged_lrs(train_image(cfg, out=str(tmp_path / "run"), progress=False))

@@ -35,6 +35,10 @@ def test_lr_decay_shapes_over_the_fraction_of_the_run_done():
     assert lr_decay(0.0, "cosine", 0.0) == pytest.approx(1.0) and lr_decay(1.0, "cosine", 0.2) == pytest.approx(0.2)
     assert lr_decay(0.25, "cosine", 0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
     assert lr_decay(1.7, "linear", 0.0) == 0.0 and lr_decay(-1.0, "cosine", 0.0) == 1.0  # clipped to [0, 1]
+    # held at the peak for the first two thirds, then linear to 0 (Salimans et al.'s MNIST schedule)
+    assert lr_decay(0.5, "linear", 0.0, start=2 / 3) == 1.0 and lr_decay(2 / 3, "linear", 0.0, start=2 / 3) == 1.0
+    assert lr_decay(5 / 6, "linear", 0.0, start=2 / 3) == pytest.approx(0.5)
+    assert lr_decay(1.0, "cosine", 0.1, start=0.5) == pytest.approx(0.1)
 
 
 def test_pretraining_lr_with_a_time_budget_decays_to_zero_by_its_end():

@@ -71,11 +71,12 @@ def warmup_linear_decay(step: int, warmup: int, total: int) -> float:
 LR_DECAYS = ("none", "linear", "cosine")
 
 
-def lr_decay(fraction: float, shape: str, final: float) -> float:
-    """Multiplier of the peak lr when ``fraction`` of the run is done: constant, or falling to ``final`` at the end.
+def lr_decay(fraction: float, shape: str, final: float, start: float = 0.0) -> float:
+    """Multiplier of the peak lr when ``fraction`` of the run is done: constant, or held until ``start`` of the run
+    and then falling to ``final`` at the end.
 
     A fraction rather than a step, so a wall-clock budget (whose step count is unknown in advance) can decay too."""
-    f = min(max(fraction, 0.0), 1.0)
+    f = min(max((fraction - start) / (1.0 - start), 0.0), 1.0)
     if shape == "linear":
         return 1.0 - (1.0 - final) * f
     if shape == "cosine":

@@ -64,6 +64,7 @@ class ImageConfig:
     lr_d: float | None = None            # overrides lr for the discriminator
     lr_decay: str = "none"               # none | linear | cosine: anneal over the run (steps or --minutes budget)
     lr_final: float = 0.0                # the decayed lr at the end, as a fraction of the peak
+    lr_decay_start: float = 0.0          # the share of the run at the peak lr before the decay begins
     beta1: float = 0.5
     beta2: float = 0.999
     adam_eps: float = 1e-8               # Adam's ε, added to √v: larger damps the steps of parameters whose gradients
@@ -108,6 +109,7 @@ class ImageConfig:
             (self.lr > 0 and all(x is None or x > 0 for x in (self.lr_g, self.lr_d)), "learning rates must be positive"),
             (self.lr_decay in LR_DECAYS, f"lr_decay must be one of {', '.join(LR_DECAYS)}"),
             (0 <= self.lr_final <= 1, "lr_final must lie in [0, 1]"),
+            (0 <= self.lr_decay_start < 1, "lr_decay_start must lie in [0, 1)"),
             (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must lie in [0, 1)"),
             (self.adam_eps > 0, "adam_eps must be positive"),
             (0 <= self.ema < 1 and 0 <= self.d_ema < 1, "ema and d_ema must lie in [0, 1)"),

@@ -265,7 +265,7 @@ class ImageRecipe:
             if "discriminator_ema" in system.modules:   # the average starts from the initialised weights and scales
                 system.modules["discriminator_ema"].load_state_dict(system.modules["discriminator"].state_dict())
         decay = None if cfg.lr_decay == "none" else \
-            (lambda step, fraction: lr_decay(fraction, cfg.lr_decay, cfg.lr_final))
+            (lambda step, fraction: lr_decay(fraction, cfg.lr_decay, cfg.lr_final, cfg.lr_decay_start))
         return Plan(
             modules=system.modules, optimizers=build_optimizers(cfg, system), objective=system.objective,
             schedule=build_schedule(cfg, system), batches=batches, steps_per_epoch=batches.steps_per_epoch,
@@ -296,7 +296,8 @@ class ImageRecipe:
 
     def describe(self, cfg: ImageConfig, plan: Plan) -> str:
         steps = plan.total_steps if plan.total_steps < 10**9 else "∞"
-        decay = "" if cfg.lr_decay == "none" else f" → {cfg.lr * cfg.lr_final:g} ({cfg.lr_decay})"
+        held = f" from {cfg.lr_decay_start:.0%} of the run" if cfg.lr_decay_start else ""
+        decay = "" if cfg.lr_decay == "none" else f" → {cfg.lr * cfg.lr_final:g} ({cfg.lr_decay}{held})"
         return (f"{steps} steps, {plan.steps_per_epoch} per epoch; {global_batch_text(plan, cfg.batch_size)}, "
                 f"lr {cfg.lr:g}{decay}")
 
