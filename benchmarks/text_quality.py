@@ -1,6 +1,7 @@
 """Does the pre-training pay?  RTD, RTD + GDES, MLM and no pre-training at equal CPU-minutes, on a real corpus.
 
-    python benchmarks/text_quality.py [--budgets 15 60] [--models rtd gdes mlm random mlm-2phase rtd-2phase]
+    python benchmarks/text_quality.py [--budgets 15 60] [--models rtd gdes mlm random mlm-2phase rtd-2phase
+        gdes-2phase]
         [--work DIR]
         [--blimp-per-phenomenon 100] [--sst2-seeds 3] [--cola-seeds 5] [--only pretrain|zero-shot|finetune]
         [--tasks sst-2 cola]
@@ -12,9 +13,9 @@ BLiMP (``electra text blimp``, generator PLL and discriminator; a seeded subset 
 fine-tuned on the full training set (median of seeds) and CoLA dev MCC (median of seeds).  ``random`` is the same
 architecture with fresh weights, through the same measures.
 
-``mlm-2phase`` and ``rtd-2phase`` are the recipe that leaves the unigram stage (``text_recipe.py``): dropout 0, half
-the budget on rows of 32 tokens (batch 128: the same tokens per step), then the other half on the 128-token rows
-from that model (``pretrain --init-from``); their generator is as wide as the discriminator (the ¼-width one, 32
+``mlm-2phase``, ``rtd-2phase`` and ``gdes-2phase`` (RTD with GDES) are the recipe that leaves the unigram stage
+(``text_recipe.py``): dropout 0, half the budget on rows of 32 tokens (batch 128: the same tokens per step), then the
+other half on the 128-token rows from that model (``pretrain --init-from``); their generator is as wide as the discriminator (the ¼-width one, 32
 wide at ``tiny``, does not leave the bag of words).  Their budgets are FLOP budgets at any size, and they fine-tune
 with the preset's dropout (0.1), as the other models do.
 
@@ -55,8 +56,9 @@ MODELS = {"rtd": {"objective": "rtd"}, "gdes": {"objective": "rtd", "embedding_s
           # two phases, half the budget each: rows of SHORT_ROWS tokens (4× the rows per step, the same tokens), then
           # the 128-token rows from that model; dropout 0 (fine-tuning puts the preset's 0.1 back)
           "mlm-2phase": {"objective": "mlm", "dropout": "0"},
-          "rtd-2phase": {"objective": "rtd", "dropout": "0", "generator_width": "1"}}
-TWO_PHASE = {"mlm-2phase", "rtd-2phase"}
+          "rtd-2phase": {"objective": "rtd", "dropout": "0", "generator_width": "1"},
+          "gdes-2phase": {"objective": "rtd", "dropout": "0", "generator_width": "1", "embedding_sharing": "gdes"}}
+TWO_PHASE = {"mlm-2phase", "rtd-2phase", "gdes-2phase"}
 SHORT_ROWS = 32
 VOCAB = 8192
 WALL_CLOCK_UP_TO = 15          # minutes; larger budgets are FLOP budgets
