@@ -93,8 +93,19 @@ def test_vae_and_vaegan_update_their_networks():
     assert _one_step(_cfg("vae"), "autoencoder") == {"generator": True, "encoder": True}
     assert _one_step(_cfg("vaegan"), "joint") == {"generator": True, "encoder": True, "discriminator": True}
 
-def _logged_lrs(run):
-    return [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+def _logged_lrs(run, key="lr_discriminator"):
+    return [json.loads(line)[key] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_the_preset_generator_learns_at_three_times_the_discriminators_rate(mnist_dir, tmp_path):
+    run = train_image(_cfg(data_dir=str(mnist_dir), steps=2, log_every=1), out=str(tmp_path / "run"), progress=False)
+    assert _logged_lrs(run, "lr_generator") == pytest.approx([6e-3, 6e-3])
+    assert _logged_lrs(run) == pytest.approx([2e-3, 2e-3])
+    # lr moves both; lr_g, given, wins over the scale
+    opts = build_optimizers(_cfg(lr=1e-3), build_system(_cfg(lr=1e-3)))
+    assert (opts["generator"].param_groups[0]["lr"], opts["discriminator"].param_groups[0]["lr"]) == pytest.approx((3e-3, 1e-3))
+    cfg = _cfg(lr=1e-3, lr_g=5e-4)
+    assert build_optimizers(cfg, build_system(cfg))["generator"].param_groups[0]["lr"] == 5e-4
 
 
 def test_lr_decay_by_steps_follows_the_schedule(mnist_dir, tmp_path):

@@ -285,7 +285,10 @@ class Trainer:
         row.update(self.objective.summarize(means))
         row[f"{self.plan.item_name}_per_s"] = steps_since_log * self.plan.items_per_step / max(seconds, 1e-9)
         if self.optimizers:
-            row["lr"] = next(iter(self.optimizers.values())).param_groups[-1]["lr"]
+            lrs = {name: o.param_groups[-1]["lr"] for name, o in self.optimizers.items()}
+            row["lr"] = next(iter(lrs.values()))
+            if len(set(lrs.values())) > 1:   # networks learning at different rates (a GAN's G and D): each one's
+                row.update({f"lr_{name}": lr for name, lr in lrs.items()})
         return row
 
     def _agreed_elapsed(self, elapsed: float) -> float:
@@ -368,7 +371,7 @@ def _postfix(row: dict, item_name: str) -> str:
     skip = {"step", "epoch", "lr"}
     parts = []
     for k, v in row.items():
-        if k in skip or k.startswith("grad_norm"):
+        if k in skip or k.startswith(("grad_norm", "lr_")):
             continue
         if k.endswith("_per_s"):
             parts.append(f"{item_name[:3]}/s={v:.0f}")

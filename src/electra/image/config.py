@@ -61,6 +61,7 @@ class ImageConfig:
     # optimisation
     lr: float = 2e-4
     lr_g: float | None = None            # overrides lr for the generator (and encoder)
+    lr_g_scale: float = 1.0              # without lr_g: the generator's lr as a multiple of lr (so --lr moves both)
     lr_d: float | None = None            # overrides lr for the discriminator
     lr_decay: str = "none"               # none | linear | cosine: anneal over the run (steps or --minutes budget)
     lr_final: float = 0.0                # the decayed lr at the end, as a fraction of the peak
@@ -106,7 +107,8 @@ class ImageConfig:
             (self.width >= 1 and self.noise_dim >= 1 and (self.d_width is None or self.d_width >= 1),
              "width, d_width and noise_dim must be positive"),
             (self.minibatch_group >= 0, "minibatch_group must be 0 (whole batch) or a group size"),
-            (self.lr > 0 and all(x is None or x > 0 for x in (self.lr_g, self.lr_d)), "learning rates must be positive"),
+            (self.lr > 0 and self.lr_g_scale > 0 and all(x is None or x > 0 for x in (self.lr_g, self.lr_d)),
+             "learning rates (and lr_g_scale) must be positive"),
             (self.lr_decay in LR_DECAYS, f"lr_decay must be one of {', '.join(LR_DECAYS)}"),
             (0 <= self.lr_final <= 1, "lr_final must lie in [0, 1]"),
             (0 <= self.lr_decay_start < 1, "lr_decay_start must lie in [0, 1)"),
@@ -161,10 +163,12 @@ PRESETS: dict[str, dict] = {
                  epochs=30),
     # The best-quality GAN per CPU-minute (docs/results.md measures it): DCGAN-28 at width 32 with Adam β1 0.5 at
     # lr 2e-3 (10× Radford et al.'s), a minibatch-std channel and two 3×3 layers at 7×7 in D (each feature then sees
-    # the whole digit), samples from an EMA of G with batch-norm statistics of its own, and D's real target 0.9
-    # (one-sided label smoothing: lower FID on every seed, on the embedded digits and at 10 minutes on MNIST).
+    # the whole digit), samples from an EMA of G with batch-norm statistics of its own, D's real target 0.9
+    # (one-sided label smoothing: lower FID on every seed, on the embedded digits and at 10 minutes on MNIST), and
+    # G's lr 3× D's (the short default run is limited by how far G gets; the EMA smooths its larger steps).
     "dcgan": dict(model="dcgan", width=32, minibatch_std=True, d_extra_convs=2, ema=0.999, objective="gan",
-                  schedule="alternating", lr=2e-3, beta1=0.5, batch_size=64, epochs=25, real_label=0.9),
+                  schedule="alternating", lr=2e-3, lr_g_scale=3.0, beta1=0.5, batch_size=64, epochs=25,
+                  real_label=0.9),
     # The dcgan preset told the class (choose the digit): one-hot class in G's input, a projection discriminator;
     # D's real target stays 1, as its measurements were made.
     "cdcgan": dict(model="dcgan", width=32, minibatch_std=True, d_extra_convs=2, ema=0.999, objective="cgan",

@@ -137,7 +137,7 @@ def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageS
 def build_optimizers(cfg: ImageConfig, system: ImageSystem) -> dict[str, torch.optim.Optimizer]:
     opts = {}
     for group, module_names in system.objective.groups.items():
-        lr = cfg.lr_d if group == "discriminator" and cfg.lr_d else cfg.lr_g if group != "discriminator" and cfg.lr_g else cfg.lr
+        lr = (cfg.lr_d or cfg.lr) if group == "discriminator" else (cfg.lr_g or cfg.lr * cfg.lr_g_scale)
         params = [p for m in module_names for p in system.modules[m].parameters()]
         # fused: one pass over all parameters per step (4x faster than the default per-tensor loop on CPU);
         # devices without the fused kernel take the multi-tensor one.
@@ -298,8 +298,10 @@ class ImageRecipe:
         steps = plan.total_steps if plan.total_steps < 10**9 else "∞"
         held = f" from {cfg.lr_decay_start:.0%} of the run" if cfg.lr_decay_start else ""
         decay = "" if cfg.lr_decay == "none" else f" → {cfg.lr * cfg.lr_final:g} ({cfg.lr_decay}{held})"
+        g_lr = cfg.lr_g or cfg.lr * cfg.lr_g_scale
+        own = [f"{who} {lr:g}" for who, lr in (("G", g_lr), ("D", cfg.lr_d or cfg.lr)) if lr != cfg.lr]
         return (f"{steps} steps, {plan.steps_per_epoch} per epoch; {global_batch_text(plan, cfg.batch_size)}, "
-                f"lr {cfg.lr:g}{decay}")
+                f"lr {cfg.lr:g}{' (' + ', '.join(own) + ')' if own else ''}{decay}")
 
     def check_restored(self, state: dict) -> None:
         if state.get("data_size") not in (None, len(self.data)):
