@@ -28,7 +28,7 @@ def test_run_folder_has_everything(mnist_dir, tmp_path):
         assert key in rows[-1]
     assert rows[-1]["L_ELECTRA"] == pytest.approx(rows[-1]["L_G"] + rows[-1]["L_D"])
     for name in ("samples/epoch-001.png", "samples/epoch-002.png", "samples/final.png", "loss_curve.png",
-                 "checkpoints/last/model.safetensors", "checkpoints/last/optimizer.safetensors",
+                 "discriminator_curve.png", "checkpoints/last/model.safetensors", "checkpoints/last/optimizer.safetensors",
                  "checkpoints/last/state.json", "data.txt"):
         assert (run / name).is_file(), name
     assert "MNIST train split, 96 images" in (run / "data.txt").read_text()

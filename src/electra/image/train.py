@@ -205,8 +205,12 @@ class ImageHooks(Hooks):
 
     def on_finish(self, trainer) -> None:
         self.grid(trainer, "final.png")
-        plot_curves(read_metrics(trainer.run_dir / "metrics.jsonl"), CURVE_KEYS, trainer.run_dir / "loss_curve.png",
+        rows = read_metrics(trainer.run_dir / "metrics.jsonl")
+        plot_curves(rows, CURVE_KEYS, trainer.run_dir / "loss_curve.png",
                     f"{self.system.config.preset}: {self.system.config.objective} losses")
+        # D's mean output on real and generated images: where a discriminator taking over shows (D(x) → 1, D(G(z)) → 0)
+        plot_curves(rows, ["D(x)", "D(G(z))"], trainer.run_dir / "discriminator_curve.png",
+                    f"{self.system.config.preset}: discriminator outputs")
 
 
 @torch.no_grad()
