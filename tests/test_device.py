@@ -50,8 +50,10 @@ def test_image_training_on_a_second_device_matches_the_cpu(preset, mnist_dir, tm
     from electra.image.config import preset_config
     from electra.image.train import train_image
 
+    # dcgan: G at D's lr — the preset's 3× lr turns the rounding differences of fused (CPU) and multi-tensor (device)
+    # Adam into weight differences above the tolerance within 3 steps; what this checks is the placement
     cfg = apply_overrides(preset_config(preset), {**TINY, "data_dir": str(mnist_dir), "steps": 3,
-                                                  **({"ema": 0.9} if preset == "dcgan" else {})})
+                                                  **({"ema": 0.9, "lr_g_scale": 1.0} if preset == "dcgan" else {})})
     cpu = train_image(cfg, out=str(tmp_path / "cpu"), progress=False)
     with VirtualDevice() as mode:
         dev = train_image(cfg, out=str(tmp_path / "dev"), progress=False, device=DEVICE)
