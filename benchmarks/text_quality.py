@@ -15,8 +15,8 @@ architecture with fresh weights, through the same measures.
 
 ``mlm-2phase``, ``rtd-2phase`` and ``gdes-2phase`` (RTD with GDES) are the recipe that leaves the unigram stage
 (``text_recipe.py``): dropout 0, half the budget on rows of 32 tokens (batch 128: the same tokens per step), then the
-other half on the 128-token rows from that model (``pretrain --init-from``); their generator is as wide as the discriminator (the ¼-width one, 32
-wide at ``tiny``, does not leave the bag of words).  Their budgets are FLOP budgets at any size, and they fine-tune
+other half on the 128-token rows from that model (``pretrain --init-from``); their generator is as wide as the
+discriminator (the ¼-width one, 32 wide at ``tiny``, and the ½-width one do not leave the bag of words).  Their budgets are FLOP budgets at any size, and they fine-tune
 with the preset's dropout (0.1), as the other models do.
 
 Budgets of up to 15 minutes are wall-clock (``minutes=``), to be run with nothing else on the machine.  Larger ones

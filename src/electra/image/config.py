@@ -95,6 +95,13 @@ class ImageConfig:
     log_to: str = "jsonl"                # jsonl | tensorboard (metrics.jsonl always; tensorboard adds event files)
     grid_size: int = 64                  # fixed-noise samples drawn into each epoch's grid
 
+    def group_lr(self, group: str) -> float:
+        """The peak lr of an optimizer group: the discriminator's ``lr_d`` or ``lr``; the generator's (and encoder's)
+        ``lr_g`` or ``lr × lr_g_scale``."""
+        if group == "discriminator":
+            return self.lr_d or self.lr
+        return self.lr_g or self.lr * self.lr_g_scale
+
     def validate(self) -> None:
         checks = [
             (self.model in ARCHITECTURES, f"model must be one of {', '.join(ARCHITECTURES)}"),

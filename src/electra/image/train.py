@@ -137,7 +137,7 @@ def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageS
 def build_optimizers(cfg: ImageConfig, system: ImageSystem) -> dict[str, torch.optim.Optimizer]:
     opts = {}
     for group, module_names in system.objective.groups.items():
-        lr = (cfg.lr_d or cfg.lr) if group == "discriminator" else (cfg.lr_g or cfg.lr * cfg.lr_g_scale)
+        lr = cfg.group_lr(group)
         params = [p for m in module_names for p in system.modules[m].parameters()]
         # fused: one pass over all parameters per step (4x faster than the default per-tensor loop on CPU);
         # devices without the fused kernel take the multi-tensor one.
@@ -208,7 +208,7 @@ class ImageHooks(Hooks):
         rows = read_metrics(trainer.run_dir / "metrics.jsonl")
         plot_curves(rows, CURVE_KEYS, trainer.run_dir / "loss_curve.png",
                     f"{self.system.config.preset}: {self.system.config.objective} losses")
-        # D's mean output on real and generated images: where a discriminator taking over shows (D(x) → 1, D(G(z)) → 0)
+        # D's mean output on real and generated images: a discriminator taking over shows (D(x) → 1, D(G(z)) → 0)
         plot_curves(rows, ["D(x)", "D(G(z))"], trainer.run_dir / "discriminator_curve.png",
                     f"{self.system.config.preset}: discriminator outputs")
 
@@ -302,8 +302,8 @@ class ImageRecipe:
         steps = plan.total_steps if plan.total_steps < 10**9 else "∞"
         held = f" from {cfg.lr_decay_start:.0%} of the run" if cfg.lr_decay_start else ""
         decay = "" if cfg.lr_decay == "none" else f" → {cfg.lr * cfg.lr_final:g} ({cfg.lr_decay}{held})"
-        g_lr = cfg.lr_g or cfg.lr * cfg.lr_g_scale
-        own = [f"{who} {lr:g}" for who, lr in (("G", g_lr), ("D", cfg.lr_d or cfg.lr)) if lr != cfg.lr]
+        own = [f"{who} {cfg.group_lr(group):g}" for who, group in (("G", "generator"), ("D", "discriminator"))
+               if cfg.group_lr(group) != cfg.lr]
         return (f"{steps} steps, {plan.steps_per_epoch} per epoch; {global_batch_text(plan, cfg.batch_size)}, "
                 f"lr {cfg.lr:g}{' (' + ', '.join(own) + ')' if own else ''}{decay}")
 
