@@ -1,7 +1,7 @@
 """A cross-check of the ``ssgan`` preset: Salimans et al. 2016's MNIST run written again in plain PyTorch, apart from
 the library, step for step after openai/improved-gan ``train_mnist_feature_matching.py`` (the Theano script).
 
-    python benchmarks/ssgan_reference.py [--draws 1] [--epochs 30] [--work DIR] [--table]
+    python benchmarks/ssgan_reference.py [--draws 1] [--epochs 30] [--generator script|library] [--work DIR] [--table]
 
 Nothing here comes from ``electra`` but the MNIST reader: its own weight-normalised layers (directions N(0, 0.1),
 hidden scales set from 500 images and then fixed, the output scale trained), its own generator (uniform noise,
@@ -106,6 +106,21 @@ class Generator:
         return torch.sigmoid(h @ w + self.b3)
 
 
+class LibraryGenerator:
+    """``--generator library``: the preset's generator (``electra.image.semi_supervised.SSGANGenerator``: Gaussian
+    noise, batch norm with a scale, torch's default initial scales, tanh) in place of the script's, to tell whether
+    a difference between the port and the preset lies in G."""
+
+    def __init__(self) -> None:
+        from electra.image.semi_supervised import SSGANGenerator
+
+        self.module = SSGANGenerator(noise_dim=100)
+        self.params = list(self.module.parameters())
+
+    def __call__(self, n: int) -> torch.Tensor:
+        return (self.module(torch.randn(n, 100)).flatten(1) + 1.0) * 0.5
+
+
 class ScriptAdam:
     """The script's ``nn.adam_updates``: ε inside the square root."""
 
@@ -135,14 +150,14 @@ def mnist():
 class Run:
     """Everything a stopped run needs to continue: networks, optimisers, the average, both random streams."""
 
-    def __init__(self, draw: int, train_x: np.ndarray, train_y: np.ndarray) -> None:
+    def __init__(self, draw: int, train_x: np.ndarray, train_y: np.ndarray, generator: str = "script") -> None:
         torch.manual_seed(draw)
         self.rng = np.random.RandomState(draw)
         order = np.random.RandomState(draw).permutation(len(train_x))
         x, y = train_x[order], train_y[order]
         self.lab_x = np.concatenate([x[y == c][:PER_CLASS] for c in range(10)])
         self.lab_y = np.concatenate([y[y == c][:PER_CLASS] for c in range(10)])
-        self.D, self.G = Discriminator(), Generator()
+        self.D, self.G = Discriminator(), (LibraryGenerator if generator == "library" else Generator)()
         self.D(torch.from_numpy(x[:500]), init=True)
         self.opt_d, self.opt_g = ScriptAdam(self.D.params), ScriptAdam(self.G.params)
         self.average = [torch.zeros_like(p) for p in self.D.params]
@@ -203,18 +218,22 @@ class Run:
         return wrong(self.D(x, noisy=False, weights=averaged)[1]), wrong(self.D(x, noisy=False)[1])
 
 
-def cell_path(draw: int, epochs: int) -> Path:
-    return RESULTS / f"reference-100labels-draw{draw}-{epochs}ep.json"
+def cell_name(draw: int, generator: str) -> str:
+    return f"reference{'-libg' if generator == 'library' else ''}-100labels-draw{draw}"
 
 
-def run_cell(draw: int, epochs: int, work: Path, data) -> dict:
-    path = cell_path(draw, epochs)
+def cell_path(draw: int, epochs: int, generator: str = "script") -> Path:
+    return RESULTS / f"{cell_name(draw, generator)}-{epochs}ep.json"
+
+
+def run_cell(draw: int, epochs: int, work: Path, data, generator: str = "script") -> dict:
+    path = cell_path(draw, epochs, generator)
     if path.is_file():
         return json.loads(path.read_text())
     train_x, train_y, test_x, test_y = data
     work.mkdir(parents=True, exist_ok=True)
-    checkpoint = work / f"draw{draw}.pt"
-    run = Run(draw, train_x, train_y)
+    checkpoint = work / f"{'libg-' if generator == 'library' else ''}draw{draw}.pt"
+    run = Run(draw, train_x, train_y, generator)
     if checkpoint.is_file():
         run.load(checkpoint)
         say(f"draw {draw}: continuing after epoch {run.epoch}")
@@ -230,15 +249,17 @@ def run_cell(draw: int, epochs: int, work: Path, data) -> dict:
         run.save(checkpoint)
         say(f"draw {draw} epoch {run.epoch}/{epochs}: test error {100 * error:.2f}% (average), "
             f"{100 * live:.2f}% (live), {time.time() - start:.0f} s")
-    result = {"labels": 100, "draw": draw, "epochs": epochs, "test_error": run.errors[epochs - 1],
+    result = {"generator": generator, "labels": 100, "draw": draw, "epochs": epochs,
+              "test_error": run.errors[epochs - 1],
               "live_test_error": run.live_errors[epochs - 1], "errors_by_epoch": run.errors[:epochs],
               "live_errors_by_epoch": run.live_errors[:epochs], "minutes": round(sum(run.seconds[:epochs]) / 60, 2)}
     write_cell(path, result)
     return result
 
 
-def table(draws, epochs) -> None:
-    rows = [json.loads(cell_path(d, epochs).read_text()) for d in draws if cell_path(d, epochs).is_file()]
+def table(draws, epochs, generator: str) -> None:
+    cells = [cell_path(d, epochs, generator) for d in draws]
+    rows = [json.loads(c.read_text()) for c in cells if c.is_file()]
     for r in rows:
         say(f"draw {r['draw']}, {r['epochs']} epochs: {100 * r['test_error']:.2f}% (average), "
             f"{100 * r['live_test_error']:.2f}% (live), {r['minutes']} min")
@@ -252,13 +273,15 @@ def main() -> None:
     parser.add_argument("--draws", nargs="+", type=int, default=[1])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--work", default=str(Path(__file__).resolve().parent / "work" / "ssgan_reference"))
+    parser.add_argument("--generator", choices=["script", "library"], default="script",
+                        help="library: the preset's generator in place of the script's")
     parser.add_argument("--table", action="store_true", help="print the cells done, run nothing")
     args = parser.parse_args()
     if not args.table:
         data = mnist()
         for draw in args.draws:
-            run_cell(draw, args.epochs, Path(args.work), data)
-    table(args.draws, args.epochs)
+            run_cell(draw, args.epochs, Path(args.work), data, args.generator)
+    table(args.draws, args.epochs, args.generator)
 
 
 if __name__ == "__main__":
