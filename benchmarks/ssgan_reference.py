@@ -161,7 +161,11 @@ class Run:
         self.D(torch.from_numpy(x[:500]), init=True)
         self.opt_d, self.opt_g = ScriptAdam(self.D.params), ScriptAdam(self.G.params)
         self.average = [torch.zeros_like(p) for p in self.D.params]
-        self.epoch, self.errors, self.live_errors, self.seconds = 0, [], [], []
+        self.errors, self.live_errors, self.seconds = [], [], []   # per epoch done
+
+    @property
+    def epoch(self) -> int:
+        return len(self.errors)
 
     def tensors(self) -> list[torch.Tensor]:
         return (self.D.params + [layer.g for layer in self.D.layers] + self.G.params + self.average
@@ -169,7 +173,7 @@ class Run:
 
     def save(self, path: Path) -> None:
         state = {"tensors": [t.detach().clone() for t in self.tensors()], "numpy": self.rng.get_state(),
-                 "torch": torch.get_rng_state(), "t": (self.opt_d.t, self.opt_g.t), "epoch": self.epoch,
+                 "torch": torch.get_rng_state(), "t": (self.opt_d.t, self.opt_g.t),
                  "errors": self.errors, "live_errors": self.live_errors, "seconds": self.seconds}
         torch.save(state, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
@@ -182,8 +186,7 @@ class Run:
         self.rng.set_state(state["numpy"])
         torch.set_rng_state(state["torch"])
         self.opt_d.t, self.opt_g.t = state["t"]
-        self.epoch, self.errors, self.live_errors = state["epoch"], state["errors"], state["live_errors"]
-        self.seconds = state["seconds"]   # per epoch
+        self.errors, self.live_errors, self.seconds = state["errors"], state["live_errors"], state["seconds"]
 
     def train_epoch(self, unlabelled: np.ndarray) -> None:
         tiles = len(unlabelled) // len(self.lab_x)
@@ -232,17 +235,15 @@ def run_cell(draw: int, epochs: int, work: Path, data, generator: str = "script"
         return json.loads(path.read_text())
     train_x, train_y, test_x, test_y = data
     work.mkdir(parents=True, exist_ok=True)
-    checkpoint = work / f"{'libg-' if generator == 'library' else ''}draw{draw}.pt"
+    checkpoint = work / f"{cell_name(draw, generator)}.pt"
     run = Run(draw, train_x, train_y, generator)
     if checkpoint.is_file():
         run.load(checkpoint)
         say(f"draw {draw}: continuing after epoch {run.epoch}")
-    unlabelled = train_x.copy()
     while run.epoch < epochs:
         start = time.time()
-        run.train_epoch(unlabelled)
+        run.train_epoch(train_x)
         error, live = run.test_errors(test_x, test_y)
-        run.epoch += 1
         run.errors.append(error)
         run.live_errors.append(live)
         run.seconds.append(time.time() - start)
