@@ -1,7 +1,8 @@
 """A cross-check of the ``ssgan`` preset: Salimans et al. 2016's MNIST run written again in plain PyTorch, apart from
 the library, step for step after openai/improved-gan ``train_mnist_feature_matching.py`` (the Theano script).
 
-    python benchmarks/ssgan_reference.py [--draws 1] [--epochs 30] [--generator script|library] [--work DIR] [--table]
+    python benchmarks/ssgan_reference.py [--draws 1] [--epochs 30] [--generator script|library]
+        [--labelled script|preset] [--work DIR] [--table]
 
 Nothing here comes from ``electra`` but the MNIST reader: its own weight-normalised layers (directions N(0, 0.1),
 hidden scales set from 500 images and then fixed, the output scale trained), its own generator (uniform noise,
@@ -13,7 +14,9 @@ starting from zero; the live weights' error is recorded beside it).  If the libr
 same test error, the gap to the paper's 0.93% is the method's at this length, not a bug of the library.
 
 The labelled digits: the first 10 of each class after a permutation of the training set seeded with the draw (the
-script's ``seed_data``); the draw also seeds the weights and the noise.  Each epoch checkpoints under ``--work``
+script's ``seed_data``), or with ``--labelled preset`` the 100 digits the ``ssgan`` preset's run with ``seed=DRAW``
+labels (``labelled_indices``, so that a difference between a preset run and this port can be split into the label
+draw's part and the training's); the draw also seeds the weights and the noise.  Each epoch checkpoints under ``--work``
 (not committed), so a stopped run continues; a finished run writes its cell, the per-epoch curves and minutes, to
 ``benchmarks/results/ssgan_reference/`` (a run for more epochs continues the checkpoint of a shorter one).
 """
@@ -150,13 +153,20 @@ def mnist():
 class Run:
     """Everything a stopped run needs to continue: networks, optimisers, the average, both random streams."""
 
-    def __init__(self, draw: int, train_x: np.ndarray, train_y: np.ndarray, generator: str = "script") -> None:
+    def __init__(self, draw: int, train_x: np.ndarray, train_y: np.ndarray, generator: str = "script",
+                 labelled: str = "script") -> None:
         torch.manual_seed(draw)
         self.rng = np.random.RandomState(draw)
         order = np.random.RandomState(draw).permutation(len(train_x))
         x, y = train_x[order], train_y[order]
-        self.lab_x = np.concatenate([x[y == c][:PER_CLASS] for c in range(10)])
-        self.lab_y = np.concatenate([y[y == c][:PER_CLASS] for c in range(10)])
+        if labelled == "preset":
+            from electra.image.semi_supervised import labelled_indices
+
+            chosen = labelled_indices(torch.from_numpy(train_y), PER_CLASS * 10, draw).numpy()
+            self.lab_x, self.lab_y = train_x[chosen], train_y[chosen]
+        else:
+            self.lab_x = np.concatenate([x[y == c][:PER_CLASS] for c in range(10)])
+            self.lab_y = np.concatenate([y[y == c][:PER_CLASS] for c in range(10)])
         self.D, self.G = Discriminator(), (LibraryGenerator if generator == "library" else Generator)()
         self.D(torch.from_numpy(x[:500]), init=True)
         self.opt_d, self.opt_g = ScriptAdam(self.D.params), ScriptAdam(self.G.params)
@@ -221,22 +231,23 @@ class Run:
         return wrong(self.D(x, noisy=False, weights=averaged)[1]), wrong(self.D(x, noisy=False)[1])
 
 
-def cell_name(draw: int, generator: str) -> str:
-    return f"reference{'-libg' if generator == 'library' else ''}-100labels-draw{draw}"
+def cell_name(draw: int, generator: str, labelled: str = "script") -> str:
+    tags = ("-libg" if generator == "library" else "") + ("-presetlabels" if labelled == "preset" else "")
+    return f"reference{tags}-100labels-draw{draw}"
 
 
-def cell_path(draw: int, epochs: int, generator: str = "script") -> Path:
-    return RESULTS / f"{cell_name(draw, generator)}-{epochs}ep.json"
+def cell_path(draw: int, epochs: int, generator: str = "script", labelled: str = "script") -> Path:
+    return RESULTS / f"{cell_name(draw, generator, labelled)}-{epochs}ep.json"
 
 
-def run_cell(draw: int, epochs: int, work: Path, data, generator: str = "script") -> dict:
-    path = cell_path(draw, epochs, generator)
+def run_cell(draw: int, epochs: int, work: Path, data, generator: str = "script", labelled: str = "script") -> dict:
+    path = cell_path(draw, epochs, generator, labelled)
     if path.is_file():
         return json.loads(path.read_text())
     train_x, train_y, test_x, test_y = data
     work.mkdir(parents=True, exist_ok=True)
-    checkpoint = work / f"{cell_name(draw, generator)}.pt"
-    run = Run(draw, train_x, train_y, generator)
+    checkpoint = work / f"{cell_name(draw, generator, labelled)}.pt"
+    run = Run(draw, train_x, train_y, generator, labelled)
     if checkpoint.is_file():
         run.load(checkpoint)
         say(f"draw {draw}: continuing after epoch {run.epoch}")
@@ -250,7 +261,7 @@ def run_cell(draw: int, epochs: int, work: Path, data, generator: str = "script"
         run.save(checkpoint)
         say(f"draw {draw} epoch {run.epoch}/{epochs}: test error {100 * error:.2f}% (average), "
             f"{100 * live:.2f}% (live), {time.time() - start:.0f} s")
-    result = {"generator": generator, "labels": 100, "draw": draw, "epochs": epochs,
+    result = {"generator": generator, "labelled": labelled, "labels": 100, "draw": draw, "epochs": epochs,
               "test_error": run.errors[epochs - 1],
               "live_test_error": run.live_errors[epochs - 1], "errors_by_epoch": run.errors[:epochs],
               "live_errors_by_epoch": run.live_errors[:epochs], "minutes": round(sum(run.seconds[:epochs]) / 60, 2)}
@@ -258,8 +269,8 @@ def run_cell(draw: int, epochs: int, work: Path, data, generator: str = "script"
     return result
 
 
-def table(draws, epochs, generator: str) -> None:
-    cells = [cell_path(d, epochs, generator) for d in draws]
+def table(draws, epochs, generator: str, labelled: str) -> None:
+    cells = [cell_path(d, epochs, generator, labelled) for d in draws]
     rows = [json.loads(c.read_text()) for c in cells if c.is_file()]
     for r in rows:
         say(f"draw {r['draw']}, {r['epochs']} epochs: {100 * r['test_error']:.2f}% (average), "
@@ -276,13 +287,15 @@ def main() -> None:
     parser.add_argument("--work", default=str(Path(__file__).resolve().parent / "work" / "ssgan_reference"))
     parser.add_argument("--generator", choices=["script", "library"], default="script",
                         help="library: the preset's generator in place of the script's")
+    parser.add_argument("--labelled", choices=["script", "preset"], default="script",
+                        help="preset: the labelled digits of the ssgan preset's run with seed=DRAW")
     parser.add_argument("--table", action="store_true", help="print the cells done, run nothing")
     args = parser.parse_args()
     if not args.table:
         data = mnist()
         for draw in args.draws:
-            run_cell(draw, args.epochs, Path(args.work), data, args.generator)
-    table(args.draws, args.epochs, args.generator)
+            run_cell(draw, args.epochs, Path(args.work), data, args.generator, args.labelled)
+    table(args.draws, args.epochs, args.generator, args.labelled)
 
 
 if __name__ == "__main__":
