@@ -17,7 +17,9 @@ run folder lives under ``--work`` (not committed) and checkpoints every epoch, s
 session's end) continues from its last epoch when the script runs again; its minutes add up over the calls.  A
 cell for more epochs starts from a copy of the same variant's longest shorter run (the lr is constant, so that is
 the same training), and its minutes include that run's; ``ssgan-avg-decay`` (the paper's schedule: the peak lr for
-two thirds of the run, then linear to 0) decays over its own length, so each of its cells trains from the start.
+two thirds of the run, then linear to 0) decays over its own length: its cell for E epochs is ``ssgan-avg`` for the
+first 2E/3 epochs, so it continues a copy of that finished ``ssgan-avg`` run (the same draw and labels, 2E/3 epochs)
+with the decay written into the copy's config, and trains from the start where there is none.
 """
 
 from __future__ import annotations
@@ -67,6 +69,20 @@ def shorter_run(variant: str, labels: int, draw: int, epochs: int, work: Path) -
     return found[max(found)] if found else None
 
 
+def constant_part(variant: str, labels: int, draw: int, epochs: int, work: Path) -> Path | None:
+    """For a variant whose lr decays after a share of the run: the finished run of the same variant without the
+    decay that stopped where the decay starts (its first epochs are the same training), if one is there."""
+    keys = VARIANTS[variant]
+    start_epoch = epochs * keys.get("lr_decay_start", 0.0)
+    base = [name for name, k in VARIANTS.items()
+            if k == {key: v for key, v in keys.items() if not key.startswith("lr_")}]
+    if not base or abs(start_epoch - round(start_epoch)) > 1e-9 or round(start_epoch) == 0:
+        return None
+    folder = work / cell_path(base[0], labels, draw, round(start_epoch)).stem
+    done = cell_path(base[0], labels, draw, round(start_epoch)).is_file()
+    return folder if done and (folder / "checkpoints").is_dir() and minutes_file(folder).is_file() else None
+
+
 def run_cell(variant: str, labels: int, draw: int, epochs: int, work: Path) -> dict:
     from electra.config import apply_overrides
     from electra.core.metrics import read_metrics
@@ -81,13 +97,18 @@ def run_cell(variant: str, labels: int, draw: int, epochs: int, work: Path) -> d
     t = time.perf_counter()
     # a run whose lr decays over its length is not a shorter run trained on: only constant-lr variants continue one
     constant_lr = VARIANTS[variant].get("lr_decay", "none") == "none"
-    shorter = None if (run / "checkpoints").is_dir() or not constant_lr else \
-        shorter_run(variant, labels, draw, epochs, work)
+    shorter = None if (run / "checkpoints").is_dir() else \
+        shorter_run(variant, labels, draw, epochs, work) if constant_lr else constant_part(variant, labels, draw,
+                                                                                           epochs, work)
     if shorter is not None:
-        # the lr is constant, so a longer cell is the shorter one trained on: continue a copy of it
+        # the lr is the same up to the shorter run's end, so this cell is that run trained on: continue a copy of it
         shutil.rmtree(run, ignore_errors=True)
         shutil.copytree(shorter, run)
         spent.write_text(minutes_file(shorter).read_text())
+        if not constant_lr:   # the decay is not a key a resume may change (it changes the maths): the copy gets it
+            config = json.loads((run / "config.json").read_text())
+            config.update({k: v for k, v in VARIANTS[variant].items() if k.startswith("lr_")})
+            (run / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         say(f"{path.stem}: continuing a copy of {shorter.name}")
     if (run / "checkpoints").is_dir():
         train_image(resume=str(run), overrides={"epochs": epochs}, progress=False)
