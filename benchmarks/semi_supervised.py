@@ -69,18 +69,23 @@ def shorter_run(variant: str, labels: int, draw: int, epochs: int, work: Path) -
     return found[max(found)] if found else None
 
 
+def schedule_keys(variant: str) -> dict:
+    """The variant's lr-schedule keys (``lr_decay``, ``lr_decay_start``, …): what sets a decaying variant apart
+    from its constant-lr base."""
+    return {k: v for k, v in VARIANTS[variant].items() if k.startswith("lr_")}
+
+
 def constant_part(variant: str, labels: int, draw: int, epochs: int, work: Path) -> Path | None:
     """For a variant whose lr decays after a share of the run: the finished run of the same variant without the
     decay that stopped where the decay starts (its first epochs are the same training), if one is there."""
-    keys = VARIANTS[variant]
-    start_epoch = epochs * keys.get("lr_decay_start", 0.0)
-    base = [name for name, k in VARIANTS.items()
-            if k == {key: v for key, v in keys.items() if not key.startswith("lr_")}]
+    rest = {k: v for k, v in VARIANTS[variant].items() if k not in schedule_keys(variant)}
+    base = [name for name, keys in VARIANTS.items() if keys == rest]
+    start_epoch = epochs * VARIANTS[variant].get("lr_decay_start", 0.0)
     if not base or abs(start_epoch - round(start_epoch)) > 1e-9 or round(start_epoch) == 0:
         return None
-    folder = work / cell_path(base[0], labels, draw, round(start_epoch)).stem
-    done = cell_path(base[0], labels, draw, round(start_epoch)).is_file()
-    return folder if done and (folder / "checkpoints").is_dir() and minutes_file(folder).is_file() else None
+    cell = cell_path(base[0], labels, draw, round(start_epoch))
+    folder = work / cell.stem
+    return folder if cell.is_file() and (folder / "checkpoints").is_dir() and minutes_file(folder).is_file() else None
 
 
 def run_cell(variant: str, labels: int, draw: int, epochs: int, work: Path) -> dict:
@@ -97,9 +102,12 @@ def run_cell(variant: str, labels: int, draw: int, epochs: int, work: Path) -> d
     t = time.perf_counter()
     # a run whose lr decays over its length is not a shorter run trained on: only constant-lr variants continue one
     constant_lr = VARIANTS[variant].get("lr_decay", "none") == "none"
-    shorter = None if (run / "checkpoints").is_dir() else \
-        shorter_run(variant, labels, draw, epochs, work) if constant_lr else constant_part(variant, labels, draw,
-                                                                                           epochs, work)
+    if (run / "checkpoints").is_dir():
+        shorter = None
+    elif constant_lr:
+        shorter = shorter_run(variant, labels, draw, epochs, work)
+    else:
+        shorter = constant_part(variant, labels, draw, epochs, work)
     if shorter is not None:
         # the lr is the same up to the shorter run's end, so this cell is that run trained on: continue a copy of it
         shutil.rmtree(run, ignore_errors=True)
@@ -107,7 +115,7 @@ def run_cell(variant: str, labels: int, draw: int, epochs: int, work: Path) -> d
         spent.write_text(minutes_file(shorter).read_text())
         if not constant_lr:   # the decay is not a key a resume may change (it changes the maths): the copy gets it
             config = json.loads((run / "config.json").read_text())
-            config.update({k: v for k, v in VARIANTS[variant].items() if k.startswith("lr_")})
+            config.update(schedule_keys(variant))
             (run / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         say(f"{path.stem}: continuing a copy of {shorter.name}")
     if (run / "checkpoints").is_dir():
