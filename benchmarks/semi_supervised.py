@@ -45,6 +45,9 @@ VARIANTS = {"ssgan": {"d_ema": 0.0}, "ssgan-avg": {}, "supervised": {"unlabelled
             "ssgan-avg-paperg": {"g_noise": "uniform", "g_bn_scale": False, "g_fresh_batch": True},
             "ssgan-avg-fresh": {"g_fresh_batch": True},   # … its generator step alone
             "ssgan-avg-noscale": {"g_bn_scale": False},   # … its batch norm alone
+            # … all of it with its initial weights and sigmoid output (g_init=paper): the port's generator exactly
+            "ssgan-avg-paper": {"g_noise": "uniform", "g_bn_scale": False, "g_fresh_batch": True, "g_init": "paper"},
+            "ssgan-avg-paperinit": {"g_init": "paper"},   # … its initial weights and output alone
             # the paper's lr schedule: the peak for the first two thirds of the run, then linear to 0
             "ssgan-avg-decay": {"lr_decay": "linear", "lr_decay_start": 2 / 3}}
 VARIANTS.update({f"{name}-eps8": {**keys, "adam_eps": 1e-8} for name, keys in list(VARIANTS.items())})

@@ -1,7 +1,7 @@
 """A cross-check of the ``ssgan`` preset: Salimans et al. 2016's MNIST run written again in plain PyTorch, apart from
 the library, step for step after openai/improved-gan ``train_mnist_feature_matching.py`` (the Theano script).
 
-    python benchmarks/ssgan_reference.py [--draws 1] [--epochs 30] [--generator script|library]
+    python benchmarks/ssgan_reference.py [--draws 1] [--epochs 30] [--generator script|library|library-paperinit]
         [--labelled script|preset] [--work DIR] [--table]
 
 Nothing here comes from ``electra`` but the MNIST reader: its own weight-normalised layers (directions N(0, 0.1),
@@ -42,6 +42,8 @@ from common import SHARED, say, write_cell  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "ssgan_reference"
 WIDTHS = (784, 1000, 500, 250, 250, 250)
 BATCH, LR, PER_CLASS = 100, 3e-3, 10
+GENERATOR_INITS = {"library": "torch", "library-paperinit": "paper"}   # --generator: SSGANGenerator's init
+GENERATOR_TAGS = {"script": "", "library": "-libg", "library-paperinit": "-libg-paperinit"}
 
 
 class Dense:
@@ -112,12 +114,13 @@ class Generator:
 class LibraryGenerator:
     """``--generator library``: the preset's generator (``electra.image.semi_supervised.SSGANGenerator``: Gaussian
     noise, batch norm with a scale, torch's default initial scales, tanh) in place of the script's, to tell whether
-    a difference between the port and the preset lies in G."""
+    a difference between the port and the preset lies in G; ``library-paperinit``: the same with ``init="paper"``
+    (the script's initial weights and sigmoid output, the noise and batch norm still the preset's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, init: str = "torch") -> None:
         from electra.image.semi_supervised import SSGANGenerator
 
-        self.module = SSGANGenerator(noise_dim=100)
+        self.module = SSGANGenerator(noise_dim=100, init=init)
         self.params = list(self.module.parameters())
 
     def __call__(self, n: int) -> torch.Tensor:
@@ -167,7 +170,8 @@ class Run:
         else:
             self.lab_x = np.concatenate([x[y == c][:PER_CLASS] for c in range(10)])
             self.lab_y = np.concatenate([y[y == c][:PER_CLASS] for c in range(10)])
-        self.D, self.G = Discriminator(), (LibraryGenerator if generator == "library" else Generator)()
+        self.D = Discriminator()
+        self.G = Generator() if generator == "script" else LibraryGenerator(GENERATOR_INITS[generator])
         self.D(torch.from_numpy(x[:500]), init=True)
         self.opt_d, self.opt_g = ScriptAdam(self.D.params), ScriptAdam(self.G.params)
         self.average = [torch.zeros_like(p) for p in self.D.params]
@@ -232,7 +236,7 @@ class Run:
 
 
 def cell_name(draw: int, generator: str, labelled: str = "script") -> str:
-    tags = ("-libg" if generator == "library" else "") + ("-presetlabels" if labelled == "preset" else "")
+    tags = GENERATOR_TAGS[generator] + ("-presetlabels" if labelled == "preset" else "")
     return f"reference{tags}-100labels-draw{draw}"
 
 
@@ -285,8 +289,9 @@ def main() -> None:
     parser.add_argument("--draws", nargs="+", type=int, default=[1])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--work", default=str(Path(__file__).resolve().parent / "work" / "ssgan_reference"))
-    parser.add_argument("--generator", choices=["script", "library"], default="script",
-                        help="library: the preset's generator in place of the script's")
+    parser.add_argument("--generator", choices=list(GENERATOR_TAGS), default="script",
+                        help="library: the preset's generator in place of the script's; library-paperinit: the same "
+                             "with the script's initial weights and sigmoid output (g_init=paper)")
     parser.add_argument("--labelled", choices=["script", "preset"], default="script",
                         help="preset: the labelled digits of the ssgan preset's run with seed=DRAW")
     parser.add_argument("--table", action="store_true", help="print the cells done, run nothing")

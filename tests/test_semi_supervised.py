@@ -150,6 +150,30 @@ def test_the_papers_generator_sees_uniform_noise_and_has_no_batch_norm_scale():
     assert {"net.1.shift", "net.4.shift"} <= names and "net.1.weight" in {n for n, _ in ours.named_parameters()}
 
 
+def test_the_papers_initial_generator_is_a_sigmoid_of_unit_scale_over_glorot_layers():
+    from electra.image.semi_supervised import SSGANGenerator
+
+    torch.manual_seed(0)
+    paper, ours = SSGANGenerator(init="paper"), SSGANGenerator()
+    for gen in (paper, ours):
+        gen.eval()   # fixed batch-norm statistics: the same function for the direct computation below
+    z = torch.randn(64, 100)
+    # the paper's output: sigmoid(h·(V/‖V‖)ᵀ + b) with scale 1 and bias 0, on [0, 1]; the track's range is 2·that − 1
+    h = paper.net[:6](z)
+    V = paper.net[6].parametrizations.weight.original1
+    direct = 2 * torch.sigmoid(h @ (V / V.norm(dim=1, keepdim=True)).T) - 1
+    assert torch.allclose(paper(z).flatten(1), direct, atol=1e-6)
+    assert torch.all(paper.net[6].bias == 0)
+    for layer, (n_in, n_out) in zip((paper.net[0], paper.net[3]), ((100, 500), (500, 500))):
+        limit = (6 / (n_in + n_out)) ** 0.5   # Glorot-uniform: U(−limit, limit), variance limit²/3
+        assert layer.weight.abs().max() <= limit
+        assert layer.weight.var().item() == pytest.approx(limit ** 2 / 3, rel=0.05)
+    # torch's default: tanh of the plain layer, whose scale is ‖V‖ of torch's initial weights (≈ 0.58, not 1)
+    h = ours.net[:6](z)
+    assert torch.allclose(ours(z).flatten(1), torch.tanh(ours.net[6](h)), atol=1e-6)
+    assert ours.net[6].parametrizations.weight.original0.mean().item() == pytest.approx(0.577, abs=0.02)
+
+
 def test_the_fresh_generator_step_matches_new_fakes_to_the_second_batch():
     from electra.image.objectives import Noise
     from electra.image.semi_supervised import SSGANDiscriminator, SSGANGenerator, SSGANObjective
@@ -191,6 +215,8 @@ def test_a_run_with_the_papers_generator_options_trains_and_records_them(tmp_pat
     ("dcgan", "d_ema=0.9", "d_ema is an option of objective ssgan"),
     ("ssgan", "adam_eps=0", "adam_eps must be positive"),
     ("ssgan", "g_noise=normal", "g_noise must be gaussian or uniform"),
+    ("ssgan", "g_init=glorot", "g_init must be torch or paper"),
+    ("dcgan", "g_init=paper", "are options of objective ssgan"),
     ("dcgan", "g_fresh_batch=true", "are options of objective ssgan")])
 def test_bad_semi_supervised_keys_are_one_line(capsys, tmp_path, preset, override, fragment):
     code, _, err = run_cli(capsys, "image", "train", "--preset", preset, override, "--steps", "1",

@@ -43,6 +43,8 @@ class ImageConfig:
     unlabelled_weight: float = 1.0       # ssgan: weight of the real/fake term; 0: D learns from the labelled alone
     g_noise: str = "gaussian"            # ssgan: gaussian | uniform (G sees Φ(z), uniform on [0, 1], as the paper's)
     g_bn_scale: bool = True              # ssgan: G's batch norm has a trained scale (False: a shift only, the paper's)
+    g_init: str = "torch"                # ssgan: torch | paper (Glorot-uniform layers, a sigmoid output whose
+                                         # weight-norm scale starts at 1: the paper's generator at step 0)
     g_fresh_batch: bool = False          # ssgan: the G step draws new fakes and matches the features of a second
                                          # unlabelled batch (the paper's); False reuses the D step's fakes and batch
     loss_reduction: str = "mean"         # mean: losses comparable across batch sizes; sum: Σ exactly as written
@@ -154,8 +156,10 @@ class ImageConfig:
             (not self.class_fakes or self.conditioning == "acgan", "class_fakes is an option of conditioning acgan"),
             (self.unlabelled_weight >= 0, "unlabelled_weight must be 0 or more"),
             (self.g_noise in ("gaussian", "uniform"), "g_noise must be gaussian or uniform"),
-            (self.objective == "ssgan" or (self.g_noise == "gaussian" and self.g_bn_scale and not self.g_fresh_batch),
-             "g_noise, g_bn_scale and g_fresh_batch are options of objective ssgan"),
+            (self.g_init in ("torch", "paper"), "g_init must be torch or paper"),
+            (self.objective == "ssgan" or (self.g_noise == "gaussian" and self.g_bn_scale and not self.g_fresh_batch
+                                           and self.g_init == "torch"),
+             "g_noise, g_bn_scale, g_init and g_fresh_batch are options of objective ssgan"),
             (not self.binarize or self.objective == "vae", "binarize is an option of objective vae"),
             (self.labels >= 1, "labels must be at least 1"),
             (self.num_classes >= 2, "num_classes must be at least 2"),

@@ -176,7 +176,7 @@ def build_models(architecture: str, objective: str, width: int = 64, spectral_no
                  noise_dim: int = NOISE_DIM, minibatch_std: bool = False, minibatch_group: int = 0,
                  d_width: int | None = None, d_extra_convs: int = 0, classes: int = 0,
                  conditioning: str = "projection", g_noise: str = "gaussian",
-                 g_bn_scale: bool = True) -> dict[str, nn.Module]:
+                 g_bn_scale: bool = True, g_init: str = "torch") -> dict[str, nn.Module]:
     """The modules an objective needs, keyed by the names checkpoints and optimizers use; ``cgan`` conditions both
     on one of ``classes`` classes, D by ``conditioning`` (image/conditional.py)."""
     if objective == "cgan":
@@ -189,7 +189,8 @@ def build_models(architecture: str, objective: str, width: int = 64, spectral_no
     if architecture == "ssgan-mlp":
         from electra.image.semi_supervised import SSGANDiscriminator, SSGANGenerator
 
-        return {"generator": SSGANGenerator(noise_dim, uniform_noise=g_noise == "uniform", bn_scale=g_bn_scale),
+        return {"generator": SSGANGenerator(noise_dim, uniform_noise=g_noise == "uniform", bn_scale=g_bn_scale,
+                                            init=g_init),
                 "discriminator": SSGANDiscriminator(classes)}
     if architecture == "seed-mlp":
         modules: dict[str, nn.Module] = {"generator": SeedGenerator(noise_dim), "discriminator": SeedDiscriminator()}

@@ -122,21 +122,34 @@ class SSGANGenerator(nn.Module):
     """100 → 500 → 500 (batch norm, softplus) → 784 (weight norm, tanh: the [-1, 1] range of the image track).
 
     ``uniform_noise``: the network sees Φ(z), uniform on [0, 1] as the paper's noise, while the track's noise (grids,
-    sampling, export) stays N(0, 1).  ``bn_scale`` False: batch norm with a shift only, as the paper's."""
+    sampling, export) stays N(0, 1).  ``bn_scale`` False: batch norm with a shift only, as the paper's.
+    ``init="paper"``: the paper's initial weights and output — Glorot-uniform dense layers, zero output bias, the
+    output's weight-norm scale 1 and tanh(a/2) = 2·sigmoid(a) − 1, the paper's sigmoid output on [-1, 1] (the torch
+    default, ``"torch"``, is tanh(a) with the scale ‖V‖ of torch's initial weights, about 0.58: the output layer's
+    scale and bias then move twice as fast per Adam step, in sigmoid terms)."""
 
-    def __init__(self, noise_dim: int = 100, uniform_noise: bool = False, bn_scale: bool = True) -> None:
+    def __init__(self, noise_dim: int = 100, uniform_noise: bool = False, bn_scale: bool = True,
+                 init: str = "torch") -> None:
         super().__init__()
         self.uniform_noise = uniform_noise
         norm = nn.BatchNorm1d if bn_scale else ShiftOnlyBatchNorm
-        self.net = nn.Sequential(
-            nn.Linear(noise_dim, 500, bias=False), norm(500), nn.Softplus(),
-            nn.Linear(500, 500, bias=False), norm(500), nn.Softplus(),
-            _wn(nn.Linear(500, 28 * 28)), nn.Tanh())
+        layers = [nn.Linear(noise_dim, 500, bias=False), nn.Linear(500, 500, bias=False), nn.Linear(500, 28 * 28)]
+        self.output_gain = 0.5 if init == "paper" else 1.0
+        if init == "paper":
+            for layer in layers:
+                nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layers[2].bias)
+        output = _wn(layers[2])
+        if init == "paper":
+            with torch.no_grad():
+                output.parametrizations.weight.original0.fill_(1.0)
+        # no trailing Tanh module: the output nonlinearity is applied in forward with its gain
+        self.net = nn.Sequential(layers[0], norm(500), nn.Softplus(), layers[1], norm(500), nn.Softplus(), output)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.uniform_noise:
             z = 0.5 * (1.0 + torch.erf(z * 0.5 ** 0.5))   # Φ(z) with an op every ONNX exporter knows
-        return self.net(z).view(-1, 1, 28, 28)
+        return torch.tanh(self.output_gain * self.net(z)).view(-1, 1, 28, 28)
 
 
 def unsupervised_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

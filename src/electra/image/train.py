@@ -74,7 +74,7 @@ def _models(cfg: ImageConfig) -> dict[str, torch.nn.Module]:
     labelled = cfg.objective in ("cgan", "ssgan")
     return build_models(cfg.model, cfg.objective, cfg.width, cfg.spectral_norm, cfg.noise_dim, cfg.minibatch_std,
                         cfg.minibatch_group, cfg.d_width, cfg.d_extra_convs, cfg.num_classes if labelled else 0,
-                        cfg.conditioning, cfg.g_noise, cfg.g_bn_scale)
+                        cfg.conditioning, cfg.g_noise, cfg.g_bn_scale, cfg.g_init)
 
 
 def _one_batch(models: dict[str, torch.nn.Module], cfg: ImageConfig) -> None:
