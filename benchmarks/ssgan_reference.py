@@ -113,10 +113,10 @@ class Generator:
 
 
 class LibraryGenerator:
-    """``--generator library``: the preset's generator (``electra.image.semi_supervised.SSGANGenerator``: Gaussian
-    noise, batch norm with a scale, torch's default initial scales, tanh) in place of the script's, to tell whether
-    a difference between the port and the preset lies in G; ``library-paperinit``: the same with ``init="paper"``
-    (the script's initial weights and sigmoid output, the noise and batch norm still the preset's)."""
+    """``--generator library``: the library's generator (``electra.image.semi_supervised.SSGANGenerator``: Gaussian
+    noise, batch norm with a scale) with torch's initial weights and a tanh output (``g_init=torch``) in place of the
+    script's, to tell whether a difference between the port and the preset lies in G; ``library-paperinit``: the
+    same with ``init="paper"`` (the script's initial weights and sigmoid output; the preset's default)."""
 
     def __init__(self, init: str = "torch") -> None:
         from electra.image.semi_supervised import SSGANGenerator
@@ -302,8 +302,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--work", default=str(Path(__file__).resolve().parent / "work" / "ssgan_reference"))
     parser.add_argument("--generator", choices=list(GENERATOR_TAGS), default="script",
-                        help="library: the preset's generator in place of the script's; library-paperinit: the same "
-                             "with the script's initial weights and sigmoid output (g_init=paper)")
+                        help="library: the library's generator with g_init=torch in place of the script's; "
+                             "library-paperinit: the same with the script's initial weights and output (g_init=paper)")
     parser.add_argument("--labelled", choices=["script", "preset"], default="script",
                         help="preset: the labelled digits of the ssgan preset's run with seed=DRAW")
     parser.add_argument("--adam", choices=["script", "torch"], default="script",
