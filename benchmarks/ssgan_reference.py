@@ -2,7 +2,7 @@
 the library, step for step after openai/improved-gan ``train_mnist_feature_matching.py`` (the Theano script).
 
     python benchmarks/ssgan_reference.py [--draws 1] [--epochs 30] [--generator script|library|library-paperinit]
-        [--labelled script|preset] [--adam script|torch] [--work DIR] [--table]
+        [--labelled script|preset] [--adam script|torch] [--work DIR] [--table] [--compare-library]
 
 Nothing here comes from ``electra`` but the MNIST reader: its own weight-normalised layers (directions N(0, 0.1),
 hidden scales set from 500 images and then fixed, the output scale trained), its own generator (uniform noise,
@@ -296,6 +296,44 @@ def table(draws, epochs, setup: Setup) -> None:
         say(f"live: {statistics.mean(live):.2f} ± {statistics.stdev(live):.2f}% over {len(rows)} draws")
 
 
+def compare_with_library() -> None:
+    """``--compare-library``: the library's paper generator (``g_init=paper g_noise=uniform g_bn_scale=false``) and
+    discriminator given this port's weights compute its images, feature-matching loss and generator gradients
+    (noise layers off, batch statistics on; the same uniform noise through Φ)."""
+    from electra.image.semi_supervised import SSGANDiscriminator, SSGANGenerator
+
+    torch.manual_seed(0)
+    G, D = Generator(), Discriminator()
+    D(torch.rand(500, 784), init=True)
+    lib_g = SSGANGenerator(uniform_noise=True, bn_scale=False, init="paper")
+    lib_d = SSGANDiscriminator(10).eval()
+    out = lib_g.net[6]
+    lib_g_params = [lib_g.net[0].weight, lib_g.net[1].shift, lib_g.net[3].weight, lib_g.net[4].shift,
+                    out.parametrizations.weight.original1, out.parametrizations.weight.original0, out.bias]
+    with torch.no_grad():   # the port's (in, out) matrices are the library's (out, in) transposed
+        for mine, theirs in zip(G.params, lib_g_params):
+            theirs.copy_(mine.T.reshape(theirs.shape) if mine.dim() == 2 else mine.reshape(theirs.shape))
+        for layer, lib in zip(D.layers, list(lib_d.hidden) + [lib_d.head]):
+            lib.direction.copy_(layer.V.T)
+            lib.bias.copy_(layer.b)
+            lib.scale.copy_(layer.g)
+    z, real = torch.randn(BATCH, 100), torch.rand(BATCH, 784)
+    u = 0.5 * (1 + torch.erf(z / 2 ** 0.5))   # the library's Φ(z): the port's uniform noise
+    h = F.softplus(G._norm(F.softplus(G._norm(u @ G.w1, G.shift1)) @ G.w2, G.shift2))
+    mine = torch.sigmoid(h @ (G.w3 * (G.scale3 / (1e-6 + G.w3.square().sum(0)).sqrt())) + G.b3)
+    theirs = (lib_g(z).flatten(1) + 1) / 2
+    loss_mine = (D(mine, noisy=False)[0].mean(0) - D(real, noisy=False)[0].mean(0)).square().mean()
+    loss_theirs = (lib_d.features(theirs * 2 - 1).mean(0) - lib_d.features(real * 2 - 1).mean(0)).square().mean()
+    say(f"images: largest difference {(mine - theirs).abs().max().item():.1e}; feature-matching loss "
+        f"{loss_mine.item():.6f} (port) {loss_theirs.item():.6f} (library)")
+    names = ("w1", "shift1", "w2", "shift2", "output direction", "output scale", "output bias")
+    for name, a, b in zip(names, torch.autograd.grad(loss_mine, G.params),
+                          torch.autograd.grad(loss_theirs, lib_g_params)):
+        b = b.T if a.dim() == 2 else b.reshape(a.shape)
+        say(f"  ∂/∂{name}: mean |·| {float(a.abs().mean()):.4e} (port) {float(b.abs().mean()):.4e} (library), "
+            f"largest difference {float((a - b).abs().max()):.1e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--draws", nargs="+", type=int, default=[1])
@@ -309,7 +347,11 @@ def main() -> None:
     parser.add_argument("--adam", choices=["script", "torch"], default="script",
                         help="torch: torch's Adam with the preset's ε 1e-4 added to √v (the script's: √(v + 1e-8))")
     parser.add_argument("--table", action="store_true", help="print the cells done, run nothing")
+    parser.add_argument("--compare-library", action="store_true",
+                        help="check that the library's paper generator and D compute this port's loss and gradients")
     args = parser.parse_args()
+    if args.compare_library:
+        return compare_with_library()
     setup = Setup(args.generator, args.labelled, args.adam)
     if not args.table:
         data = mnist()
