@@ -245,6 +245,13 @@ def zero_shot_cell(model: str, minutes: float, run: Path, blimp_n: int) -> None:
         record(f"{name}-blimp", {"per_phenomenon": blimp_n, "seconds": round(time.perf_counter() - t),
                                  **{s: {"overall": r["overall"], "fields": r["fields"]}
                                     for s, r in report["scorers"].items()}})
+    if not done(f"{name}-blimp-l2r"):   # the generator's PLL-word-l2r (a word's later pieces masked too)
+        t = time.perf_counter()
+        report = score_blimp(run, SHARED / "blimp", blimp_n, out=run / "blimp-l2r.json", pll="word-l2r")
+        if "generator" in report["scorers"]:
+            r = report["scorers"]["generator"]
+            record(f"{name}-blimp-l2r", {"per_phenomenon": blimp_n, "seconds": round(time.perf_counter() - t),
+                                         "generator": {"overall": r["overall"], "fields": r["fields"]}})
 
 
 def finetune_cell(model: str, minutes: float, run: Path, task: str, seeds: int, work: Path) -> None:
@@ -282,15 +289,17 @@ def cells(budgets, models) -> list[tuple[str, float]]:
 
 def table(budgets, models) -> None:
     say(f"\n{'model':10s} {'min':>4s} {'tokens':>7s} {'PFLOP':>6s} {'MLM gut':>8s} {'MLM wiki':>8s} "
-        f"{'AUC gut':>7s} {'AUC wiki':>8s} {'BLiMP G':>7s} {'BLiMP D':>7s} {'SST-2':>6s} {'CoLA':>6s}")
+        f"{'AUC gut':>7s} {'AUC wiki':>8s} {'BLiMP G':>7s} {'G l2r':>6s} {'BLiMP D':>7s} {'SST-2':>6s} {'CoLA':>6s}")
     for model, minutes in cells(budgets, models):
         name = f"{model}-{minutes:g}min"
         pre, held, blimp = done(f"{name}-pretrain") or {}, done(f"{name}-heldout") or {}, done(f"{name}-blimp") or {}
+        l2r = (done(f"{name}-blimp-l2r") or {}).get("generator", {}).get("overall", float("nan"))
         sst, cola = done(f"{name}-sst-2") or {}, done(f"{name}-cola") or {}
         fig = lambda corpus, key: held.get(corpus, {}).get(key, float("nan"))  # noqa: E731
         say(f"{model:10s} {minutes:4g} {pre.get('tokens_seen', 0) / 1e6:6.1f}M {pre.get('pflop', 0):6.2f} "
             f"{fig('gutenberg', 'mlm_loss'):8.3f} {fig('wiki', 'mlm_loss'):8.3f} {fig('gutenberg', 'disc_auc'):7.3f} "
             f"{fig('wiki', 'disc_auc'):8.3f} {100 * blimp.get('generator', {}).get('overall', float('nan')):7.1f} "
+            f"{100 * l2r:6.1f} "
             f"{100 * blimp.get('discriminator', {}).get('overall', float('nan')):7.1f} "
             f"{100 * sst.get('median', float('nan')):6.1f} {100 * cola.get('median', float('nan')):6.1f}")
 

@@ -157,6 +157,33 @@ def test_pll_matches_masking_each_token_by_hand(eval_run):
         assert value == pytest.approx(expected, rel=1e-4, abs=1e-4)
 
 
+def test_word_l2r_pll_masks_the_later_pieces_of_the_scored_word():
+    from transformers import ElectraConfig, ElectraForMaskedLM
+
+    torch.manual_seed(0)   # large random weights: every score depends on the context, so a wrong mask shows
+    model = ElectraForMaskedLM(ElectraConfig(vocab_size=20, embedding_size=16, hidden_size=16, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=32, max_position_embeddings=16,
+                                             initializer_range=1.0)).eval()
+    mask = 4
+    # [CLS] w0 w1a w1b w1c w2 [SEP]: word 1 in three pieces
+    ids, words = [2, 10, 11, 12, 13, 14, 3], [None, 0, 1, 1, 1, 2, None]
+    masked_sets = {1: [1], 2: [2, 3, 4], 3: [3, 4], 4: [4], 5: [5]}
+    expected = 0.0
+    for i, positions in masked_sets.items():
+        row = list(ids)
+        for j in positions:
+            row[j] = mask
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([row])).logits[0, i]
+        expected += F.log_softmax(logits.float(), -1)[ids[i]].item()
+    got = pseudo_log_likelihoods(model, [ids, [2, 15, 3]], mask, pad_id=0, batch_size=3, words=[words, [None, 0, None]])
+    assert got[0] == pytest.approx(expected, rel=1e-4, abs=1e-4)
+    original = pseudo_log_likelihoods(model, [ids], mask, pad_id=0)[0]
+    assert abs(original - got[0]) > 1e-3           # masking the later pieces changes the score
+    single = [None, 0, 1, 2, 3, 4, None]            # every word one piece: the same as the original PLL
+    assert pseudo_log_likelihoods(model, [ids], mask, pad_id=0, words=[single])[0] == pytest.approx(original, rel=1e-5)
+
+
 def test_discriminator_score_sums_log_p_original_over_inner_tokens(eval_run):
     from transformers import ElectraForPreTraining
 
@@ -196,6 +223,10 @@ def test_blimp_reports_overall_fields_and_phenomena(eval_run, capsys, tmp_path):
         assert set(scorer["phenomena"]) == {"agreement_a", "island_b"}
         assert set(scorer["fields"]) == {"morphology", "syntax"} and 0 <= scorer["overall"] <= 1
     assert "overall" in out and "island_b" in out
+    code, out, err = run_cli(capsys, "text", "blimp", str(run), "--data-dir", str(data), "--per-phenomenon", "4",
+                             "--pll", "word-l2r", "--out", str(tmp_path / "l2r.json"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "l2r.json").read_text())["pll"] == "word-l2r" and "PLL word-l2r" in out
 
 
 def test_the_seeded_subset_is_fixed(tmp_path):

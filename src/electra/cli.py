@@ -184,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--per-phenomenon", type=int, default=None, metavar="N",
                     help="a fixed seeded subset of N pairs per phenomenon (quick runs)")
     bl.add_argument("--batch-size", type=int, default=128)
+    bl.add_argument("--pll", choices=("original", "word-l2r"), default="original",
+                    help="generator score: Salazar et al.'s PLL, or PLL-word-l2r (a word's later pieces masked too)")
     bl.add_argument("--out", default=None, help="JSON report (default: MODEL/blimp.json)")
 
     tx = tcmds.add_parser("export", help="a run's discriminator and generator as ONNX models (with the tokenizer)")
@@ -273,7 +275,8 @@ def _text(args, extra: list[str]) -> int:
 
         if (args.per_phenomenon is not None and args.per_phenomenon < 1) or args.batch_size < 1:
             raise UserError("--per-phenomenon and --batch-size must be at least 1")
-        report = score_blimp(args.model, args.data_dir, args.per_phenomenon, args.batch_size, args.out)
+        report = score_blimp(args.model, args.data_dir, args.per_phenomenon, args.batch_size, args.out,
+                             args.pll)
         print(format_blimp(report))
         print(f"wrote {report['written_to']}")
         return 0

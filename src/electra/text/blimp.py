@@ -3,7 +3,9 @@
 Two scorers, each giving a sentence a log-score (higher: more acceptable):
 - ``generator`` (a generator or MLM model): the pseudo-log-likelihood of Salazar et al. 2020 — each token masked
   in turn, the log-probability of the original at the mask, summed over the sentence's tokens; all masked copies of
-  all sentences run in batches, each padded only to its longest row;
+  all sentences run in batches, each padded only to its longest row.  ``pll="word-l2r"`` is Kauf & Ivanova's 2023
+  PLL-word-l2r: scoring a piece of a word also masks the pieces to its right in the same word, so a word split into
+  pieces is not scored by reading its own other pieces (which inflates the score of rare, many-piece words);
 - ``discriminator``: the sum over the sentence's tokens of log P(original) = −softplus(logit "replaced").
 A pair counts as right only when the good sentence scores strictly higher: a tie (e.g. a model that gives every
 sentence the same score) is wrong, so identical scores never look like success.
@@ -24,6 +26,7 @@ from electra.errors import UserError
 from electra.text.objectives import masked_lm_logits
 
 FIELDS = ("sentence_good", "sentence_bad", "UID")
+PLL_VARIANTS = ("original", "word-l2r")
 SUBSET_SEED = 0
 
 
@@ -69,12 +72,14 @@ def read_blimp(folder: str | Path, per_phenomenon: int | None = None) -> list[Pa
     return pairs
 
 
-def _encode(tokenizer, sentences: list[str], max_len: int) -> list[list[int]]:
+def _encode(tokenizer, sentences: list[str], max_len: int) -> tuple[list[list[int]], list[list[int | None]]]:
+    """Token ids and, per token, the index of the word it belongs to (None for [CLS] and [SEP])."""
     tokenizer.enable_truncation(max_length=max_len)
     try:
-        return [e.ids for e in tokenizer.encode_batch(sentences)]
+        encodings = tokenizer.encode_batch(sentences)
     finally:
         tokenizer.no_truncation()
+    return [e.ids for e in encodings], [e.word_ids for e in encodings]
 
 
 def _padded(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,11 +90,25 @@ def _padded(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torc
     return ids.to(device), (ids != pad).long().to(device)
 
 
+def _masked_with(i: int, words: list[int | None] | None) -> list[int]:
+    """The positions masked when token ``i`` is scored: ``i`` itself and, given the word of each token
+    (PLL-word-l2r), the later pieces of its word."""
+    if words is None or words[i] is None:
+        return [i]
+    later = []
+    for j in range(i + 1, len(words)):
+        if words[j] != words[i]:
+            break
+        later.append(j)
+    return [i] + later
+
+
 @torch.no_grad()
-def pseudo_log_likelihoods(model, sentences: list[list[int]], mask_id: int, pad_id: int,
-                           batch_size: int = 128) -> list[float]:
+def pseudo_log_likelihoods(model, sentences: list[list[int]], mask_id: int, pad_id: int, batch_size: int = 128,
+                           words: list[list[int | None]] | None = None) -> list[float]:
     """Σ_i log P(token_i | the sentence with token_i masked), over each sentence's tokens between [CLS] and
-    [SEP]; the vocabulary projection runs at the one masked position of each copy only."""
+    [SEP]; with ``words`` (each token's word index), also masking the pieces of token_i's word to its right
+    (PLL-word-l2r).  The vocabulary projection runs at the one scored position of each copy only."""
     device = next(model.parameters()).device
     copies = [(s, i) for s, ids in enumerate(sentences) for i in range(1, len(ids) - 1)]
     copies.sort(key=lambda c: len(sentences[c[0]]))   # similar lengths share a batch: little padding
@@ -99,7 +118,8 @@ def pseudo_log_likelihoods(model, sentences: list[list[int]], mask_id: int, pad_
         rows = []
         for s, i in chunk:
             row = list(sentences[s])
-            row[i] = mask_id
+            for j in _masked_with(i, words[s] if words is not None else None):
+                row[j] = mask_id
             rows.append(row)
         ids, attention = _padded(rows, pad_id, device)
         positions = torch.tensor([[i] for _, i in chunk], dtype=torch.long, device=device)
@@ -150,22 +170,26 @@ def _scorers(model: str | Path) -> dict[str, tuple[object, Path]]:
 
 
 def score_blimp(model: str | Path, data_dir: str | Path, per_phenomenon: int | None = None, batch_size: int = 128,
-                out: str | Path | None = None) -> dict:
-    """Accuracy per scorer: overall (all pairs), per field and per phenomenon; written as JSON."""
+                out: str | Path | None = None, pll: str = "original") -> dict:
+    """Accuracy per scorer: overall (all pairs), per field and per phenomenon; written as JSON.  ``pll``: the
+    generator's pseudo-log-likelihood, ``original`` (Salazar et al.) or ``word-l2r`` (Kauf & Ivanova)."""
     from electra.core.files import write_json
     from electra.text.hf_io import model_tokenizer
 
+    if pll not in PLL_VARIANTS:
+        raise UserError(f"--pll {pll}: choose one of {', '.join(PLL_VARIANTS)}")
     pairs = read_blimp(data_dir, per_phenomenon)
     report: dict = {"model": str(Path(model).resolve()), "data_dir": str(Path(data_dir).resolve()),
-                    "pairs": len(pairs), "per_phenomenon": per_phenomenon, "scorers": {}}
+                    "pairs": len(pairs), "per_phenomenon": per_phenomenon, "pll": pll, "scorers": {}}
     for name, (net, folder) in _scorers(model).items():
         tokenizer = model_tokenizer(folder)
         pad, mask = tokenizer.token_to_id("[PAD]"), tokenizer.token_to_id("[MASK]")
         max_len = net.config.max_position_embeddings
-        good = _encode(tokenizer, [p.good for p in pairs], max_len)
-        bad = _encode(tokenizer, [p.bad for p in pairs], max_len)
+        good, good_words = _encode(tokenizer, [p.good for p in pairs], max_len)
+        bad, bad_words = _encode(tokenizer, [p.bad for p in pairs], max_len)
         if name == "generator":
-            scores = pseudo_log_likelihoods(net, good + bad, mask, pad, batch_size)
+            words = good_words + bad_words if pll == "word-l2r" else None
+            scores = pseudo_log_likelihoods(net, good + bad, mask, pad, batch_size, words)
         else:
             scores = discriminator_scores(net, good + bad, pad, batch_size)
         right = pair_accuracy(scores[:len(pairs)], scores[len(pairs):])
@@ -193,7 +217,8 @@ def format_blimp(report: dict) -> str:
     scorers = report["scorers"]
     names = list(scorers)
     lines = [f"BLiMP, {report['pairs']} pairs" + (f" ({report['per_phenomenon']} per phenomenon)"
-                                                  if report["per_phenomenon"] else ""),
+                                                  if report["per_phenomenon"] else "")
+             + (f"; generator PLL {report.get('pll', 'original')}" if "generator" in scorers else ""),
              f"  {'':44s}" + "".join(f"{n:>15s}" for n in names),
              f"  {'overall':44s}" + "".join(f"{100 * scorers[n]['overall']:14.1f}%" for n in names)]
     for field in scorers[names[0]]["fields"]:
