@@ -2,19 +2,19 @@
 the library, step for step after openai/improved-gan ``train_mnist_feature_matching.py`` (the Theano script).
 
     python benchmarks/ssgan_reference.py [--draws 1] [--epochs 30] [--generator script|library|library-paperinit]
-        [--labelled script|preset] [--adam script|torch] [--work DIR] [--table] [--compare-library]
+        [--labelled script|preset] [--adam script|torch] [--labels 100] [--work DIR] [--table] [--compare-library]
 
 Nothing here comes from ``electra`` but the MNIST reader: its own weight-normalised layers (directions N(0, 0.1),
 hidden scales set from 500 images and then fixed, the output scale trained), its own generator (uniform noise,
 Glorot-uniform dense layers, batch norm with a shift and no scale, softplus, a weight-normalised sigmoid output with
 its scale starting at 1), the script's Adam (ε 1e-8 under the square root, β1 0.5, lr 3e-3 constant), its epoch
-(the 100 labelled digits tiled to a batch of 100 in a new order each pass; two orders of the 60,000 digits, the
+(the labelled digits, 100 unless ``--labels``, tiled to a batch of 100 in a new order each pass; two orders of the 60,000 digits, the
 second for the generator's feature targets; new noise for every pass through G), and its Polyak average (rate 1e-4,
 starting from zero; the live weights' error is recorded beside it).  If the library and this port plateau at the
 same test error, the gap to the paper's 0.93% is the method's at this length, not a bug of the library.
 
-The labelled digits: the first 10 of each class after a permutation of the training set seeded with the draw (the
-script's ``seed_data``), or with ``--labelled preset`` the 100 digits the ``ssgan`` preset's run with ``seed=DRAW``
+The labelled digits: the first ``labels``/10 of each class after a permutation of the training set seeded with the draw (the
+script's ``seed_data``), or with ``--labelled preset`` the digits the ``ssgan`` preset's run with ``seed=DRAW``
 labels (``labelled_indices``, so that a difference between a preset run and this port can be split into the label
 draw's part and the training's); the draw also seeds the weights and the noise.  Each epoch checkpoints under ``--work``
 (not committed), so a stopped run continues; a finished run writes its cell, the per-epoch curves and minutes, to
@@ -42,7 +42,7 @@ from common import SHARED, say, write_cell  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ssgan_reference"
 WIDTHS = (784, 1000, 500, 250, 250, 250)
-BATCH, LR, PER_CLASS = 100, 3e-3, 10
+BATCH, LR = 100, 3e-3
 GENERATOR_INITS = {"library": "torch", "library-paperinit": "paper"}   # --generator: SSGANGenerator's init
 GENERATOR_TAGS = {"script": "", "library": "-libg", "library-paperinit": "-libg-paperinit"}
 
@@ -169,11 +169,12 @@ class Run:
         if setup.labelled == "preset":
             from electra.image.semi_supervised import labelled_indices
 
-            chosen = labelled_indices(torch.from_numpy(train_y), PER_CLASS * 10, draw).numpy()
+            chosen = labelled_indices(torch.from_numpy(train_y), setup.labels, draw).numpy()
             self.lab_x, self.lab_y = train_x[chosen], train_y[chosen]
         else:
-            self.lab_x = np.concatenate([x[y == c][:PER_CLASS] for c in range(10)])
-            self.lab_y = np.concatenate([y[y == c][:PER_CLASS] for c in range(10)])
+            per_class = setup.labels // 10
+            self.lab_x = np.concatenate([x[y == c][:per_class] for c in range(10)])
+            self.lab_y = np.concatenate([y[y == c][:per_class] for c in range(10)])
         self.D = Discriminator()
         self.G = Generator() if setup.generator == "script" else LibraryGenerator(GENERATOR_INITS[setup.generator])
         self.D(torch.from_numpy(x[:500]), init=True)
@@ -242,15 +243,16 @@ class Run:
 
 @dataclass(frozen=True)
 class Setup:
-    """What a cell changes in the port: its generator, its labelled digits, its Adam."""
+    """What a cell changes in the port: its generator, its labelled digits (which, how many), its Adam."""
     generator: str = "script"
     labelled: str = "script"
     adam: str = "script"
+    labels: int = 100
 
     def cell_name(self, draw: int) -> str:
         tags = (GENERATOR_TAGS[self.generator] + ("-presetlabels" if self.labelled == "preset" else "")
                 + ("-torchadam" if self.adam == "torch" else ""))
-        return f"reference{tags}-100labels-draw{draw}"
+        return f"reference{tags}-{self.labels}labels-draw{draw}"
 
     def cell_path(self, draw: int, epochs: int) -> Path:
         return RESULTS / f"{self.cell_name(draw)}-{epochs}ep.json"
@@ -277,7 +279,7 @@ def run_cell(draw: int, epochs: int, work: Path, data, setup: Setup) -> dict:
         run.save(checkpoint)
         say(f"draw {draw} epoch {run.epoch}/{epochs}: test error {100 * error:.2f}% (average), "
             f"{100 * live:.2f}% (live), {time.time() - start:.0f} s")
-    result = {**asdict(setup), "labels": 100, "draw": draw, "epochs": epochs,
+    result = {**asdict(setup), "draw": draw, "epochs": epochs,
               "test_error": run.errors[epochs - 1],
               "live_test_error": run.live_errors[epochs - 1], "errors_by_epoch": run.errors[:epochs],
               "live_errors_by_epoch": run.live_errors[:epochs], "minutes": round(sum(run.seconds[:epochs]) / 60, 2)}
@@ -346,13 +348,17 @@ def main() -> None:
                         help="preset: the labelled digits of the ssgan preset's run with seed=DRAW")
     parser.add_argument("--adam", choices=["script", "torch"], default="script",
                         help="torch: torch's Adam with the preset's ε 1e-4 added to √v (the script's: √(v + 1e-8))")
+    parser.add_argument("--labels", type=int, default=100, help="labelled digits, a multiple of 10 (10 per class: "
+                        "the paper's 100)")
     parser.add_argument("--table", action="store_true", help="print the cells done, run nothing")
     parser.add_argument("--compare-library", action="store_true",
                         help="check that the library's paper generator and D compute this port's loss and gradients")
     args = parser.parse_args()
     if args.compare_library:
         return compare_with_library()
-    setup = Setup(args.generator, args.labelled, args.adam)
+    if args.labels < 10 or args.labels % 10:
+        parser.error("--labels: give a multiple of the 10 classes")
+    setup = Setup(args.generator, args.labelled, args.adam, args.labels)
     if not args.table:
         data = mnist()
         for draw in args.draws:
