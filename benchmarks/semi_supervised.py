@@ -54,7 +54,9 @@ VARIANTS = {name: {"g_init": "torch", **keys} for name, keys in {
 VARIANTS.update({
     "ssgan-avg-paperinit": {"g_init": "paper"},   # the generator's initial weights and output as the paper's
     # … and all of the paper's generator (uniform noise, no batch-norm scale, its G step): the port's G exactly
-    "ssgan-avg-paper": {"g_noise": "uniform", "g_bn_scale": False, "g_fresh_batch": True, "g_init": "paper"}})
+    "ssgan-avg-paper": {"g_noise": "uniform", "g_bn_scale": False, "g_fresh_batch": True, "g_init": "paper"},
+    # the preset with CatGAN's class-balance term in D's loss (not the paper's)
+    "ssgan-avg-balance": {"g_init": "paper", "class_balance": 1.0}})
 VARIANTS.update({f"{name}-eps8": {**keys, "adam_eps": 1e-8} for name, keys in list(VARIANTS.items())})
 
 

@@ -132,6 +132,33 @@ def test_unlabelled_weight_zero_trains_on_the_labelled_digits_alone():
     assert both["discriminator"].item() > alone["discriminator"].item()   # the real/fake term is positive
 
 
+def test_class_balance_adds_the_kl_of_the_mean_class_distribution_from_uniform():
+    from electra.image.semi_supervised import SSGANGenerator, SSGANObjective, class_imbalance
+
+    assert class_imbalance(torch.zeros(8, 10)).item() == pytest.approx(0.0, abs=1e-6)
+    assert class_imbalance(torch.eye(10) * 30).item() == pytest.approx(0.0, abs=1e-6)   # confident, but even
+    one_class = torch.zeros(8, 10)
+    one_class[:, 9] = 30.0
+    assert class_imbalance(one_class).item() == pytest.approx(np.log(10), rel=1e-4)      # all on one class
+    logits = torch.randn(6, 10)
+    mean = logits.softmax(1).mean(0)
+    assert class_imbalance(logits).item() == pytest.approx(float((mean * (mean * 10).log()).sum()), rel=1e-5)
+
+    torch.manual_seed(0)
+    gen, disc = SSGANGenerator(), SSGANDiscriminator()
+    disc.eval()   # no noise layers: the same function in both losses
+    images = torch.rand(6, 1, 28, 28) * 2 - 1
+    batch = {"unlabelled": images, "labelled": (images[:4], torch.tensor([0, 1, 2, 3]))}
+    fake = {"fake": gen(torch.randn(6, 100))}
+    noise = lambda n: torch.randn(n, 100)  # noqa: E731
+    plain, _ = SSGANObjective(gen, disc, noise).losses("discriminator", batch, dict(fake))
+    balanced, stats = SSGANObjective(gen, disc, noise, class_balance=0.5).losses("discriminator", batch, dict(fake))
+    with torch.no_grad():
+        expected = plain["discriminator"] + 0.5 * class_imbalance(disc(images))
+    assert balanced["discriminator"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert stats["class_imbalance"].item() > 0
+
+
 def test_the_papers_generator_sees_uniform_noise_and_has_no_batch_norm_scale():
     from electra.image.semi_supervised import SSGANGenerator
 
@@ -216,6 +243,8 @@ def test_a_run_with_the_papers_generator_options_trains_and_records_them(tmp_pat
     ("ssgan", "adam_eps=0", "adam_eps must be positive"),
     ("ssgan", "g_noise=normal", "g_noise must be gaussian or uniform"),
     ("ssgan", "g_init=glorot", "g_init must be torch or paper"),
+    ("ssgan", "class_balance=-1", "class_balance must be 0 or more"),
+    ("dcgan", "class_balance=1", "class_balance is an option of objective ssgan"),
     ("dcgan", "g_init=paper", "are options of objective ssgan"),
     ("dcgan", "g_fresh_batch=true", "are options of objective ssgan")])
 def test_bad_semi_supervised_keys_are_one_line(capsys, tmp_path, preset, override, fragment):

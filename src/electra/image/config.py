@@ -41,6 +41,8 @@ class ImageConfig:
     num_classes: int = 10                # cgan, ssgan: classes of the data (set from a folder data set's sub-folders)
     labels: int = 100                    # ssgan: labelled images (a seeded class-balanced draw), the rest unlabelled
     unlabelled_weight: float = 1.0       # ssgan: weight of the real/fake term; 0: D learns from the labelled alone
+    class_balance: float = 0.0           # ssgan: weight of KL(mean class probabilities of an unlabelled batch ‖
+                                         # uniform) in L_D (CatGAN's marginal entropy; 0: the paper's loss)
     g_noise: str = "gaussian"            # ssgan: gaussian | uniform (G sees Φ(z), uniform on [0, 1], as the paper's)
     g_bn_scale: bool = True              # ssgan: G's batch norm has a trained scale (False: a shift only, the paper's)
     g_init: str = "torch"                # ssgan: torch | paper (Glorot-uniform layers, a sigmoid output whose
@@ -155,6 +157,8 @@ class ImageConfig:
             (self.class_weight >= 0, "class_weight must be 0 or more"),
             (not self.class_fakes or self.conditioning == "acgan", "class_fakes is an option of conditioning acgan"),
             (self.unlabelled_weight >= 0, "unlabelled_weight must be 0 or more"),
+            (self.class_balance >= 0, "class_balance must be 0 or more"),
+            (self.class_balance == 0 or self.objective == "ssgan", "class_balance is an option of objective ssgan"),
             (self.g_noise in ("gaussian", "uniform"), "g_noise must be gaussian or uniform"),
             (self.g_init in ("torch", "paper"), "g_init must be torch or paper"),
             (self.objective == "ssgan" or (self.g_noise == "gaussian" and self.g_bn_scale and not self.g_fresh_batch

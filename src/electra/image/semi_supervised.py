@@ -6,7 +6,10 @@ P(real | x) = Z/(Z+1) with Z = Σ_k exp ℓ_k.  It learns from three sources at 
 - all the images, unlabelled: −log P(real | x), and the generator's fakes: −log P(fake | G(z)), i.e.
   L_unsup = ½·E[softplus(lse ℓ(x)) − lse ℓ(x)] + ½·E[softplus(lse ℓ(G(z)))]  (the paper's weighting);
 the generator is trained by feature matching: ‖E f(x) − E f(G(z))‖² on D's last hidden layer, which makes its
-fakes useful to D rather than merely convincing.
+fakes useful to D rather than merely convincing.  ``class_balance`` (not the paper's; CatGAN's marginal-entropy
+term, Springenberg 2016) adds λ·KL(p̄ ‖ uniform) to D's loss, p̄ the mean of D's class probabilities over each
+unlabelled batch: with few labels (2 per class), one class can otherwise take most unlabelled digits, since any
+class's logit can carry "real".
 
 Architecture of the paper's MNIST run (openai/improved-gan ``train_mnist_feature_matching.py`` and its ``nn.py``):
 D an MLP 784-1000-500-250-250-250 of ReLU layers with weight normalisation (W = g·V/‖V‖ per unit), Gaussian
@@ -17,6 +20,8 @@ zero-mean and unit-variance.  G 100-500-500-784 with batch norm and softplus, a 
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -152,6 +157,12 @@ class SSGANGenerator(nn.Module):
         return torch.tanh(self.output_gain * self.net(z)).view(-1, 1, 28, 28)
 
 
+def class_imbalance(logits: torch.Tensor) -> torch.Tensor:
+    """KL(p̄ ‖ uniform) = log K − H(p̄), p̄ the batch's mean class distribution: 0 when the classes are used evenly."""
+    mean = logits.softmax(1).mean(0)
+    return math.log(logits.shape[1]) + (mean * mean.clamp_min(1e-12).log()).sum()
+
+
 def unsupervised_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """½·E[−log P(real | x)] + ½·E[−log P(fake | G(z))] with P(real) = Z/(Z+1), written stably from lse ℓ."""
     real, fake = real_logits.logsumexp(1), fake_logits.logsumexp(1)
@@ -163,9 +174,10 @@ class SSGANObjective(ImageObjective):
     groups = {"generator": ("generator",), "discriminator": ("discriminator",)}
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, noise: Noise,
-                 unlabelled_weight: float = 1.0, fresh_batch: bool = False) -> None:
+                 unlabelled_weight: float = 1.0, fresh_batch: bool = False, class_balance: float = 0.0) -> None:
         self.G, self.D, self.noise = generator, discriminator, noise
         self.unlabelled_weight = unlabelled_weight   # 0: the supervised-only baseline (the fakes never reach D)
+        self.class_balance = class_balance
         self.fresh_batch = fresh_batch   # the G step: new fakes, real features from the batch's "second" images
 
     def losses(self, update: str, batch: dict, cache: dict):
@@ -178,11 +190,16 @@ class SSGANObjective(ImageObjective):
             labelled = self.D(x)
             supervised = F.cross_entropy(labelled, y)
             loss = supervised
+            stats = {"L_supervised": supervised.detach(),
+                     "labelled_acc": (labelled.detach().argmax(1) == y).float().mean()}
             if self.unlabelled_weight:
-                loss = loss + self.unlabelled_weight * unsupervised_loss(self.D(images), self.D(fake.detach()))
-            return {"discriminator": loss}, {
-                "L_D": loss.detach(), "L_supervised": supervised.detach(),
-                "labelled_acc": (labelled.detach().argmax(1) == y).float().mean()}
+                real = self.D(images)
+                loss = loss + self.unlabelled_weight * unsupervised_loss(real, self.D(fake.detach()))
+                if self.class_balance:
+                    imbalance = class_imbalance(real)
+                    loss = loss + self.class_balance * imbalance
+                    stats["class_imbalance"] = imbalance.detach()
+            return {"discriminator": loss}, {"L_D": loss.detach(), **stats}
         if update == "generator":   # feature matching on D's last hidden layer
             if self.fresh_batch:
                 images = batch["second"]
