@@ -57,7 +57,9 @@ VARIANTS.update({
     "ssgan-avg-paper": {"g_noise": "uniform", "g_bn_scale": False, "g_fresh_batch": True, "g_init": "paper"},
     # the preset with CatGAN's class-balance term in D's loss (not the paper's)
     "ssgan-avg-balance": {"g_init": "paper", "class_balance": 1.0},
-    "ssgan-avg-balance0.1": {"g_init": "paper", "class_balance": 0.1}})
+    "ssgan-avg-balance0.1": {"g_init": "paper", "class_balance": 0.1},
+    # the preset with DiffAugment's translation (±3 px) of every image D sees in training (not the paper's)
+    "ssgan-avg-translation": {"g_init": "paper", "augment": "translation"}})
 VARIANTS.update({f"{name}-eps8": {**keys, "adam_eps": 1e-8} for name, keys in list(VARIANTS.items())})
 
 

@@ -78,7 +78,7 @@ def test_augmented_training_resumes_bit_identically(mnist_dir, tmp_path):
 
 @pytest.mark.parametrize("argv,fragment", [
     (["augment=rotate"], "augment must be none or a comma-separated list"),
-    (["--preset", "vae", "augment=translation"], "augment is an option of objectives gan and cgan"),
+    (["--preset", "vae", "augment=translation"], "augment is an option of objectives gan, cgan and ssgan"),
 ])
 def test_bad_augment_configs(capsys, tmp_path, argv, fragment):
     code, _, err = run_cli(capsys, "image", "train", *argv, "--out", str(tmp_path / "run"))

@@ -296,3 +296,37 @@ def test_each_step_moves_the_discriminator_average_towards_the_live_weights():
     ImageHooks(system, fixed_noise(cfg)).after_step(None, step=10_000)
     for old, new, target in zip(before, average.parameters(), live.parameters()):
         torch.testing.assert_close(new, 0.75 * old + 0.25 * target)
+
+
+def test_augment_translates_every_image_d_sees_in_training_and_keeps_g_differentiable():
+    from electra.image.augment import translate
+    from electra.image.objectives import Noise
+    from electra.image.semi_supervised import SSGANGenerator, SSGANObjective
+
+    torch.manual_seed(0)
+    gen, disc = SSGANGenerator(), SSGANDiscriminator(hidden=(16, 8))
+    disc.eval()   # no noise layers: D's inputs are exactly what the objective gives it
+    images = torch.rand(6, 1, 28, 28) * 2 - 1
+    batch = {"unlabelled": images, "labelled": (images[:4], torch.tensor([0, 1, 2, 3]))}
+
+    def inputs_seen(objective, update):
+        seen = []
+        handle = disc.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].detach().clone()))
+        cache = {"fake": gen(objective.noise(6))}
+        losses, _ = objective.losses(update, batch, cache)
+        handle.remove()
+        return seen, losses, cache["fake"]
+
+    plain, _, fake = inputs_seen(SSGANObjective(gen, disc, Noise(100, 3, "cpu")), "discriminator")
+    assert [torch.equal(a, b) for a, b in zip(plain, [images[:4], images, fake.detach()])] == [True] * 3
+    augmented = SSGANObjective(gen, disc, Noise(100, 3, "cpu"), augment=("translation",))
+    seen, _, fake = inputs_seen(augmented, "discriminator")
+    for given, judged in zip([images[:4], images, fake.detach()], seen):
+        # each image moved by a whole-pixel shift of at most ±3: one of the 49 shifts reproduces it exactly
+        shifts = [torch.tensor([[dy, dx]]) for dy in range(-3, 4) for dx in range(-3, 4)]
+        assert not torch.equal(given, judged)
+        assert all(any(torch.equal(translate(g[None], s), j[None]) for s in shifts) for g, j in zip(given, judged))
+    gen.zero_grad()
+    losses, _ = augmented.losses("generator", batch, {"fake": gen(augmented.noise(6))})
+    losses["generator"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.parameters() if p.requires_grad)

@@ -51,7 +51,7 @@ class ImageConfig:
                                          # unlabelled batch (the paper's); False reuses the D step's fakes and batch
     loss_reduction: str = "mean"         # mean: losses comparable across batch sizes; sum: Σ exactly as written
     real_label: float = 1.0              # < 1: one-sided label smoothing of D's real target
-    augment: str = "none"                # gan: DiffAugment of everything D judges, e.g. translation,cutout
+    augment: str = "none"                # gan, cgan, ssgan: DiffAugment of all D judges, e.g. translation,cutout
     vae_beta: float = 1.0                # weight of the KL (prior) term
     binarize: bool = False               # vae: train on 0/1 pixels drawn afresh each step (grey level = P(1)); eval
                                          # then reports the importance-sampled test NLL comparable with the literature
@@ -149,8 +149,8 @@ class ImageConfig:
             (self.log_to in LOG_TO, f"log_to must be one of {', '.join(LOG_TO)}"),
             (all(p in POLICIES for p in parse_policy(self.augment)),
              f"augment must be none or a comma-separated list of {', '.join(POLICIES)}"),
-            (not parse_policy(self.augment) or self.objective in ("gan", "cgan"),
-             "augment is an option of objectives gan and cgan"),
+            (not parse_policy(self.augment) or self.objective in ("gan", "cgan", "ssgan"),
+             "augment is an option of objectives gan, cgan and ssgan"),
             (self.objective != "cgan" or self.model == "dcgan", "objective cgan needs model dcgan"),
             ((self.objective == "ssgan") == (self.model == "ssgan-mlp"), "objective ssgan goes with model ssgan-mlp"),
             (self.conditioning in CONDITIONINGS, f"conditioning must be one of {', '.join(CONDITIONINGS)}"),

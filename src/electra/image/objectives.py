@@ -56,6 +56,7 @@ def _with_total(means: dict[str, float]) -> dict[str, float]:
 
 class ImageObjective:
     noise: Noise
+    policy: tuple[str, ...] = ()   # DiffAugment policy of the objectives that judge images (image/augment.py)
 
     @property
     def random(self) -> StepRandom:
@@ -64,6 +65,13 @@ class ImageObjective:
 
     def summarize(self, means: dict[str, float]) -> dict[str, float]:
         return _with_total(means)
+
+    def augmented(self, images: torch.Tensor, stream: str) -> torch.Tensor:
+        """``images`` DiffAugment-ed when the run asks for it (each call site its own random stream; see
+        image/augment.py)."""
+        if not self.policy:
+            return images
+        return augment(images, self.policy, lambda *tail: self.random.rand(stream, images.shape[0], *tail))
 
 
 class GANObjective(ImageObjective):
@@ -77,13 +85,6 @@ class GANObjective(ImageObjective):
                  real_label: float = 1.0, augment: tuple[str, ...] = ()) -> None:
         self.G, self.D, self.noise = generator, discriminator, noise
         self.reduction, self.real_label, self.policy = reduction, real_label, augment
-
-    def augmented(self, images: torch.Tensor, stream: str) -> torch.Tensor:
-        """``images`` DiffAugment-ed when the run asks for it (each call site its own random stream; see
-        image/augment.py)."""
-        if not self.policy:
-            return images
-        return augment(images, self.policy, lambda *tail: self.random.rand(stream, images.shape[0], *tail))
 
     def judge(self, images: torch.Tensor, stream: str, labels: torch.Tensor | None = None) -> torch.Tensor:
         """D's logits for ``images`` (of ``labels``, for a conditional D), augmented first."""

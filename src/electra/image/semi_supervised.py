@@ -9,7 +9,8 @@ the generator is trained by feature matching: ‖E f(x) − E f(G(z))‖² on D'
 fakes useful to D rather than merely convincing.  ``class_balance`` (not the paper's; CatGAN's marginal-entropy
 term, Springenberg 2016) adds λ·KL(p̄ ‖ uniform) to D's loss, p̄ the mean of D's class probabilities over each
 unlabelled batch: with few labels (2 per class), one class can otherwise take most unlabelled digits, since any
-class's logit can carry "real".
+class's logit can carry "real".  ``augment`` (not the paper's) applies DiffAugment to every image D sees in
+training — labelled, unlabelled and fake, in both updates — so D learns the classes up to those transforms.
 
 Architecture of the paper's MNIST run (openai/improved-gan ``train_mnist_feature_matching.py`` and its ``nn.py``):
 D an MLP 784-1000-500-250-250-250 of ReLU layers with weight normalisation (W = g·V/‖V‖ per unit), Gaussian
@@ -174,8 +175,9 @@ class SSGANObjective(ImageObjective):
     groups = {"generator": ("generator",), "discriminator": ("discriminator",)}
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, noise: Noise,
-                 unlabelled_weight: float = 1.0, fresh_batch: bool = False, class_balance: float = 0.0) -> None:
-        self.G, self.D, self.noise = generator, discriminator, noise
+                 unlabelled_weight: float = 1.0, fresh_batch: bool = False, class_balance: float = 0.0,
+                 augment: tuple[str, ...] = ()) -> None:
+        self.G, self.D, self.noise, self.policy = generator, discriminator, noise, augment
         self.unlabelled_weight = unlabelled_weight   # 0: the supervised-only baseline (the fakes never reach D)
         self.class_balance = class_balance
         self.fresh_batch = fresh_batch   # the G step: new fakes, real features from the batch's "second" images
@@ -187,14 +189,15 @@ class SSGANObjective(ImageObjective):
         fake = cache["fake"]
         if update == "discriminator":
             x, y = batch["labelled"]
-            labelled = self.D(x)
+            labelled = self.D(self.augmented(x, "augment_labelled"))
             supervised = F.cross_entropy(labelled, y)
             loss = supervised
             stats = {"L_supervised": supervised.detach(),
                      "labelled_acc": (labelled.detach().argmax(1) == y).float().mean()}
             if self.unlabelled_weight:
-                real = self.D(images)
-                loss = loss + self.unlabelled_weight * unsupervised_loss(real, self.D(fake.detach()))
+                real = self.D(self.augmented(images, "augment_real"))
+                fake_logits = self.D(self.augmented(fake.detach(), "augment_fake_d"))
+                loss = loss + self.unlabelled_weight * unsupervised_loss(real, fake_logits)
                 if self.class_balance:
                     imbalance = class_imbalance(real)
                     loss = loss + self.class_balance * imbalance
@@ -204,8 +207,8 @@ class SSGANObjective(ImageObjective):
             if self.fresh_batch:
                 images = batch["second"]
                 fake = self.G(self.noise(images.shape[0], stream="z_generator"))
-            real_features = self.D.features(images).detach().mean(0)
-            loss = (real_features - self.D.features(fake).mean(0)).square().mean()
+            real_features = self.D.features(self.augmented(images, "augment_real_g")).detach().mean(0)
+            loss = (real_features - self.D.features(self.augmented(fake, "augment_fake_g")).mean(0)).square().mean()
             return {"generator": loss}, {"L_G": loss.detach()}
         raise KeyError(f"SSGANObjective has no update '{update}'")
 

@@ -114,7 +114,7 @@ def build_system(cfg: ImageConfig, device: torch.device | str = "cpu") -> ImageS
                          parse_policy(cfg.augment))
     elif cfg.objective == "ssgan":
         objective = SSGANObjective(modules["generator"], modules["discriminator"], noise, cfg.unlabelled_weight,
-                                   cfg.g_fresh_batch, cfg.class_balance)
+                                   cfg.g_fresh_batch, cfg.class_balance, parse_policy(cfg.augment))
     elif cfg.objective == "vae":
         objective = VAEObjective(modules["encoder"], modules["generator"], noise, cfg.vae_beta, cfg.binarize)
     else:
