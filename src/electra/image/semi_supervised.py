@@ -9,8 +9,9 @@ the generator is trained by feature matching: ‖E f(x) − E f(G(z))‖² on D'
 fakes useful to D rather than merely convincing.  ``class_balance`` (not the paper's; CatGAN's marginal-entropy
 term, Springenberg 2016) adds λ·KL(p̄ ‖ uniform) to D's loss, p̄ the mean of D's class probabilities over each
 unlabelled batch: with few labels (2 per class), one class can otherwise take most unlabelled digits, since any
-class's logit can carry "real".  ``augment`` (not the paper's) applies DiffAugment to every image D sees in
-training — labelled, unlabelled and fake, in both updates — so D learns the classes up to those transforms.
+class's logit can carry "real".  ``augment`` (not the paper's) applies DiffAugment's transforms to the labelled
+images, the few that D can memorise; the unlabelled images and the fakes stay as they are (augmenting them too lets
+D outrun the generator: docs/results.md).
 
 Architecture of the paper's MNIST run (openai/improved-gan ``train_mnist_feature_matching.py`` and its ``nn.py``):
 D an MLP 784-1000-500-250-250-250 of ReLU layers with weight normalisation (W = g·V/‖V‖ per unit), Gaussian
@@ -195,9 +196,8 @@ class SSGANObjective(ImageObjective):
             stats = {"L_supervised": supervised.detach(),
                      "labelled_acc": (labelled.detach().argmax(1) == y).float().mean()}
             if self.unlabelled_weight:
-                real = self.D(self.augmented(images, "augment_real"))
-                fake_logits = self.D(self.augmented(fake.detach(), "augment_fake_d"))
-                loss = loss + self.unlabelled_weight * unsupervised_loss(real, fake_logits)
+                real = self.D(images)
+                loss = loss + self.unlabelled_weight * unsupervised_loss(real, self.D(fake.detach()))
                 if self.class_balance:
                     imbalance = class_imbalance(real)
                     loss = loss + self.class_balance * imbalance
@@ -207,8 +207,8 @@ class SSGANObjective(ImageObjective):
             if self.fresh_batch:
                 images = batch["second"]
                 fake = self.G(self.noise(images.shape[0], stream="z_generator"))
-            real_features = self.D.features(self.augmented(images, "augment_real_g")).detach().mean(0)
-            loss = (real_features - self.D.features(self.augmented(fake, "augment_fake_g")).mean(0)).square().mean()
+            real_features = self.D.features(images).detach().mean(0)
+            loss = (real_features - self.D.features(fake).mean(0)).square().mean()
             return {"generator": loss}, {"L_G": loss.detach()}
         raise KeyError(f"SSGANObjective has no update '{update}'")
 
