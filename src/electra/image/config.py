@@ -51,7 +51,7 @@ class ImageConfig:
                                          # unlabelled batch (the paper's); False reuses the D step's fakes and batch
     loss_reduction: str = "mean"         # mean: losses comparable across batch sizes; sum: Σ exactly as written
     real_label: float = 1.0              # < 1: one-sided label smoothing of D's real target
-    augment: str = "none"                # gan, cgan, ssgan: DiffAugment of all D judges, e.g. translation,cutout
+    augment: str = "none"                # gan, cgan: DiffAugment of all D judges (ssgan: of the labelled images)
     vae_beta: float = 1.0                # weight of the KL (prior) term
     binarize: bool = False               # vae: train on 0/1 pixels drawn afresh each step (grey level = P(1)); eval
                                          # then reports the importance-sampled test NLL comparable with the literature
