@@ -58,7 +58,7 @@ VARIANTS.update({
     # the preset with CatGAN's class-balance term in D's loss (not the paper's)
     "ssgan-avg-balance": {"g_init": "paper", "class_balance": 1.0},
     "ssgan-avg-balance0.1": {"g_init": "paper", "class_balance": 0.1},
-    # the preset with DiffAugment's translation (±3 px) of every image D sees in training (not the paper's)
+    # the preset with its labelled digits shifted by up to ±3 px (augment=translation; not the paper's)
     "ssgan-avg-translation": {"g_init": "paper", "augment": "translation"},
     "supervised-translation": {"unlabelled_weight": 0.0, "d_ema": 0.0, "augment": "translation"}})
 VARIANTS.update({f"{name}-eps8": {**keys, "adam_eps": 1e-8} for name, keys in list(VARIANTS.items())})
