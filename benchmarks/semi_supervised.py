@@ -43,7 +43,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "semi_supervised"
 # torch's initial generator (g_init=torch), as they were measured; ssgan-avg-paperinit is the preset as it stands
 # (the paper's initial generator).  The -eps8 variants take torch's default Adam ε (1e-8 outside the root) instead
 # of the preset's 1e-4.
-VARIANTS = {name: {"g_init": "torch", **keys} for name, keys in {
+# Each variant names its augment, so that its cells keep their meaning whatever the preset's default is.
+VARIANTS = {name: {"g_init": "torch", "augment": "none", **keys} for name, keys in {
     "ssgan": {"d_ema": 0.0}, "ssgan-avg": {}, "supervised": {"unlabelled_weight": 0.0, "d_ema": 0.0},
     # the paper's generator: uniform noise, batch norm without a scale, new fakes and a second batch
     "ssgan-avg-paperg": {"g_noise": "uniform", "g_bn_scale": False, "g_fresh_batch": True},
@@ -51,7 +52,7 @@ VARIANTS = {name: {"g_init": "torch", **keys} for name, keys in {
     "ssgan-avg-noscale": {"g_bn_scale": False},   # … its batch norm alone
     # the paper's lr schedule: the peak for the first two thirds of the run, then linear to 0
     "ssgan-avg-decay": {"lr_decay": "linear", "lr_decay_start": 2 / 3}}.items()}
-VARIANTS.update({
+VARIANTS.update({name: {"augment": "none", **keys} for name, keys in {
     "ssgan-avg-paperinit": {"g_init": "paper"},   # the generator's initial weights and output as the paper's
     # … and all of the paper's generator (uniform noise, no batch-norm scale, its G step): the port's G exactly
     "ssgan-avg-paper": {"g_noise": "uniform", "g_bn_scale": False, "g_fresh_batch": True, "g_init": "paper"},
@@ -60,7 +61,7 @@ VARIANTS.update({
     "ssgan-avg-balance0.1": {"g_init": "paper", "class_balance": 0.1},
     # the preset with its labelled digits shifted by up to ±3 px (augment=translation; not the paper's)
     "ssgan-avg-translation": {"g_init": "paper", "augment": "translation"},
-    "supervised-translation": {"unlabelled_weight": 0.0, "d_ema": 0.0, "augment": "translation"}})
+    "supervised-translation": {"unlabelled_weight": 0.0, "d_ema": 0.0, "augment": "translation"}}.items()})
 VARIANTS.update({f"{name}-eps8": {**keys, "adam_eps": 1e-8} for name, keys in list(VARIANTS.items())})
 
 
