@@ -61,6 +61,9 @@ VARIANTS.update({name: {"augment": "none", **keys} for name, keys in {
     "ssgan-avg-balance0.1": {"g_init": "paper", "class_balance": 0.1},
     # the preset with its labelled digits shifted by up to ±3 px (augment=translation; not the paper's)
     "ssgan-avg-translation": {"g_init": "paper", "augment": "translation"},
+    # … with the paper's lr schedule: its cell for E epochs continues the constant-lr run of 2E/3 epochs
+    "ssgan-avg-translation-decay": {"g_init": "paper", "augment": "translation", "lr_decay": "linear",
+                                    "lr_decay_start": 2 / 3},
     "supervised-translation": {"unlabelled_weight": 0.0, "d_ema": 0.0, "augment": "translation"}}.items()})
 VARIANTS.update({f"{name}-eps8": {**keys, "adam_eps": 1e-8} for name, keys in list(VARIANTS.items())})
 
