@@ -3,7 +3,8 @@ and 1,000 labelled digits, over several label draws, beside the same discriminat
 digits alone (``unlabelled_weight=0``: no unlabelled images, no fakes).  Variants: ``ssgan`` and ``supervised``
 classify with D's live weights; ``ssgan-avg`` with the moving average of D's weights, as the paper's test error is
 measured, and records the live weights' error beside it; these and the variants built on them keep torch's initial
-generator (``g_init=torch``), and ``ssgan-avg-paperinit`` is the preset as it stands (the paper's).  Each has an
+generator (``g_init=torch``), ``ssgan-avg-paperinit`` is the paper's recipe (the preset with ``augment=none``) and
+``ssgan-avg-translation`` the preset as it stands (its labelled digits shifted).  Each has an
 ``-eps8`` twin with torch's default Adam ε in place of the preset's (the paper's ε sits under the square root).
 
     python benchmarks/semi_supervised.py [--labels 20 100 1000] [--draws 0 1 2] [--epochs 10] [--work DIR]
@@ -40,9 +41,9 @@ from common import SHARED, say, write_cell  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "semi_supervised"
 # ssgan-avg: digits recognised by the moving average of D's weights (d_ema 0.9999, the paper's Polyak average); its
 # cells also record the live weights' error, which is the plain ssgan cell's figure.  The variants below it keep
-# torch's initial generator (g_init=torch), as they were measured; ssgan-avg-paperinit is the preset as it stands
-# (the paper's initial generator).  The -eps8 variants take torch's default Adam ε (1e-8 outside the root) instead
-# of the preset's 1e-4.
+# torch's initial generator (g_init=torch), as they were measured; ssgan-avg-paperinit is the paper's recipe (the
+# preset without its shifts) and ssgan-avg-translation the preset as it stands.  The -eps8 variants take torch's
+# default Adam ε (1e-8 outside the root) instead of the preset's 1e-4.
 # Each variant names its augment, so that its cells keep their meaning whatever the preset's default is.
 VARIANTS = {name: {"g_init": "torch", "augment": "none", **keys} for name, keys in {
     "ssgan": {"d_ema": 0.0}, "ssgan-avg": {}, "supervised": {"unlabelled_weight": 0.0, "d_ema": 0.0},
