@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import signal
 import statistics
 import sys
-import shutil
 import time
 from pathlib import Path
 
@@ -137,16 +138,21 @@ def run_cell(variant: str, labels: int, draw: int, epochs: int, work: Path) -> d
             config.update(schedule_keys(variant))
             (run / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         say(f"{path.stem}: continuing a copy of {shorter.name}")
-    if (run / "checkpoints").is_dir():
-        train_image(resume=str(run), overrides={"epochs": epochs}, progress=False)
-    else:
-        shutil.rmtree(run, ignore_errors=True)   # a folder without a checkpoint holds nothing to continue
-        cfg = apply_overrides(preset_config("ssgan"), {"dataset": "mnist", "data_dir": str(SHARED / "mnist"),
-                                                       "labels": labels, "seed": draw, "epochs": epochs,
-                                                       **VARIANTS[variant]})
-        train_image(cfg, out=str(run), progress=False)
-    minutes = (time.perf_counter() - t) / 60 + (float(spent.read_text()) if spent.is_file() else 0.0)
-    spent.write_text(f"{minutes:.3f}\n")
+    # minutes of the earlier calls on this run (none where it starts again from nothing)
+    earlier = float(spent.read_text()) if spent.is_file() and (run / "checkpoints").is_dir() else 0.0
+    try:
+        if (run / "checkpoints").is_dir():
+            train_image(resume=str(run), overrides={"epochs": epochs}, progress=False)
+        else:
+            shutil.rmtree(run, ignore_errors=True)   # a folder without a checkpoint holds nothing to continue
+            cfg = apply_overrides(preset_config("ssgan"), {"dataset": "mnist", "data_dir": str(SHARED / "mnist"),
+                                                           "labels": labels, "seed": draw, "epochs": epochs,
+                                                           **VARIANTS[variant]})
+            train_image(cfg, out=str(run), progress=False)
+    finally:   # a call stopped part-way (Ctrl-C, SIGTERM) counts its minutes too: the next call continues its run
+        minutes = earlier + (time.perf_counter() - t) / 60
+        if run.is_dir():
+            spent.write_text(f"{minutes:.3f}\n")
     rows = [r for r in read_metrics(run / "metrics.jsonl") if "test_error" in r]
     errors = [r["test_error"] for r in rows]
     result = {"variant": variant, "labels": labels, "draw": draw, "epochs": epochs,
@@ -189,6 +195,8 @@ def main() -> None:
                         help="run folders of the cells (kept until a cell is recorded)")
     parser.add_argument("--table", action="store_true", help="print the cells done, run nothing")
     args = parser.parse_args()
+    # SIGTERM (a session's end, `kill`) unwinds like Ctrl-C, so the stopped cell's minutes are written
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not args.table:
         Path(args.work).mkdir(parents=True, exist_ok=True)
         for draw in args.draws:            # every setting once before any gets a second draw
