@@ -4,7 +4,8 @@ digits alone (``unlabelled_weight=0``: no unlabelled images, no fakes).  Variant
 classify with D's live weights; ``ssgan-avg`` with the moving average of D's weights, as the paper's test error is
 measured, and records the live weights' error beside it; these and the variants built on them keep torch's initial
 generator (``g_init=torch``), ``ssgan-avg-paperinit`` is the paper's recipe (the preset with ``augment=none``) and
-``ssgan-avg-translation`` the preset as it stands (its labelled digits shifted).  Each has an
+``ssgan-avg-translation-decay`` the preset as it stands (its labelled digits shifted, the lr at its peak for two
+thirds of the run, then linear to 0), ``ssgan-avg-translation`` the same at a constant lr.  Each has an
 ``-eps8`` twin with torch's default Adam ε in place of the preset's (the paper's ε sits under the square root).
 
     python benchmarks/semi_supervised.py [--labels 20 100 1000] [--draws 0 1 2] [--epochs 10] [--work DIR]
@@ -43,10 +44,13 @@ RESULTS = Path(__file__).resolve().parent / "results" / "semi_supervised"
 # ssgan-avg: digits recognised by the moving average of D's weights (d_ema 0.9999, the paper's Polyak average); its
 # cells also record the live weights' error, which is the plain ssgan cell's figure.  The variants below it keep
 # torch's initial generator (g_init=torch), as they were measured; ssgan-avg-paperinit is the paper's recipe (the
-# preset without its shifts) and ssgan-avg-translation the preset as it stands.  The -eps8 variants take torch's
-# default Adam ε (1e-8 outside the root) instead of the preset's 1e-4.
-# Each variant names its augment, so that its cells keep their meaning whatever the preset's default is.
-VARIANTS = {name: {"g_init": "torch", "augment": "none", **keys} for name, keys in {
+# preset without its shifts, at a constant lr), ssgan-avg-translation the preset at a constant lr and
+# ssgan-avg-translation-decay the preset as it stands.  The -eps8 variants take torch's default Adam ε (1e-8 outside
+# the root) instead of the preset's 1e-4.
+# Each variant names its augment and its lr schedule, so that its cells keep their meaning whatever the preset's
+# defaults are.
+CONSTANT_LR = {"lr_decay": "none"}
+VARIANTS = {name: {"g_init": "torch", "augment": "none", **CONSTANT_LR, **keys} for name, keys in {
     "ssgan": {"d_ema": 0.0}, "ssgan-avg": {}, "supervised": {"unlabelled_weight": 0.0, "d_ema": 0.0},
     # the paper's generator: uniform noise, batch norm without a scale, new fakes and a second batch
     "ssgan-avg-paperg": {"g_noise": "uniform", "g_bn_scale": False, "g_fresh_batch": True},
@@ -54,7 +58,7 @@ VARIANTS = {name: {"g_init": "torch", "augment": "none", **keys} for name, keys 
     "ssgan-avg-noscale": {"g_bn_scale": False},   # … its batch norm alone
     # the paper's lr schedule: the peak for the first two thirds of the run, then linear to 0
     "ssgan-avg-decay": {"lr_decay": "linear", "lr_decay_start": 2 / 3}}.items()}
-VARIANTS.update({name: {"augment": "none", **keys} for name, keys in {
+VARIANTS.update({name: {"augment": "none", **CONSTANT_LR, **keys} for name, keys in {
     "ssgan-avg-paperinit": {"g_init": "paper"},   # the generator's initial weights and output as the paper's
     # … and all of the paper's generator (uniform noise, no batch-norm scale, its G step): the port's G exactly
     "ssgan-avg-paper": {"g_noise": "uniform", "g_bn_scale": False, "g_fresh_batch": True, "g_init": "paper"},
@@ -63,7 +67,8 @@ VARIANTS.update({name: {"augment": "none", **keys} for name, keys in {
     "ssgan-avg-balance0.1": {"g_init": "paper", "class_balance": 0.1},
     # the preset with its labelled digits shifted by up to ±3 px (augment=translation; not the paper's)
     "ssgan-avg-translation": {"g_init": "paper", "augment": "translation"},
-    # … with the paper's lr schedule: its cell for E epochs continues the constant-lr run of 2E/3 epochs
+    # … with the paper's lr schedule, the preset as it stands: its cell for E epochs continues the constant-lr run
+    # of 2E/3 epochs
     "ssgan-avg-translation-decay": {"g_init": "paper", "augment": "translation", "lr_decay": "linear",
                                     "lr_decay_start": 2 / 3},
     "supervised-translation": {"unlabelled_weight": 0.0, "d_ema": 0.0, "augment": "translation"}}.items()})
@@ -98,7 +103,7 @@ def schedule_keys(variant: str) -> dict:
 def constant_part(variant: str, labels: int, draw: int, epochs: int, work: Path) -> Path | None:
     """For a variant whose lr decays after a share of the run: the finished run of the same variant without the
     decay that stopped where the decay starts (its first epochs are the same training), if one is there."""
-    rest = {k: v for k, v in VARIANTS[variant].items() if k not in schedule_keys(variant)}
+    rest = {**{k: v for k, v in VARIANTS[variant].items() if k not in schedule_keys(variant)}, **CONSTANT_LR}
     base = [name for name, keys in VARIANTS.items() if keys == rest]
     start_epoch = epochs * VARIANTS[variant].get("lr_decay_start", 0.0)
     if not base or abs(start_epoch - round(start_epoch)) > 1e-9 or round(start_epoch) == 0:
