@@ -50,7 +50,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "semi_supervised"
 # Each variant names its augment and its lr schedule, so that its cells keep their meaning whatever the preset's
 # defaults are.
 CONSTANT_LR = {"lr_decay": "none"}
-VARIANTS = {name: {"g_init": "torch", "augment": "none", **CONSTANT_LR, **keys} for name, keys in {
+AS_MEASURED = {"augment": "none", **CONSTANT_LR}   # what a variant takes unless it names otherwise
+VARIANTS = {name: {"g_init": "torch", **AS_MEASURED, **keys} for name, keys in {
     "ssgan": {"d_ema": 0.0}, "ssgan-avg": {}, "supervised": {"unlabelled_weight": 0.0, "d_ema": 0.0},
     # the paper's generator: uniform noise, batch norm without a scale, new fakes and a second batch
     "ssgan-avg-paperg": {"g_noise": "uniform", "g_bn_scale": False, "g_fresh_batch": True},
@@ -58,7 +59,7 @@ VARIANTS = {name: {"g_init": "torch", "augment": "none", **CONSTANT_LR, **keys} 
     "ssgan-avg-noscale": {"g_bn_scale": False},   # … its batch norm alone
     # the paper's lr schedule: the peak for the first two thirds of the run, then linear to 0
     "ssgan-avg-decay": {"lr_decay": "linear", "lr_decay_start": 2 / 3}}.items()}
-VARIANTS.update({name: {"augment": "none", **CONSTANT_LR, **keys} for name, keys in {
+VARIANTS.update({name: {**AS_MEASURED, **keys} for name, keys in {
     "ssgan-avg-paperinit": {"g_init": "paper"},   # the generator's initial weights and output as the paper's
     # … and all of the paper's generator (uniform noise, no batch-norm scale, its G step): the port's G exactly
     "ssgan-avg-paper": {"g_noise": "uniform", "g_bn_scale": False, "g_fresh_batch": True, "g_init": "paper"},
@@ -143,10 +144,11 @@ def run_cell(variant: str, labels: int, draw: int, epochs: int, work: Path) -> d
             config.update(schedule_keys(variant))
             (run / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         say(f"{path.stem}: continuing a copy of {shorter.name}")
+    resume = (run / "checkpoints").is_dir()
     # minutes of the earlier calls on this run (none where it starts again from nothing)
-    earlier = float(spent.read_text()) if spent.is_file() and (run / "checkpoints").is_dir() else 0.0
+    earlier = float(spent.read_text()) if resume and spent.is_file() else 0.0
     try:
-        if (run / "checkpoints").is_dir():
+        if resume:
             train_image(resume=str(run), overrides={"epochs": epochs}, progress=False)
         else:
             shutil.rmtree(run, ignore_errors=True)   # a folder without a checkpoint holds nothing to continue
