@@ -109,7 +109,22 @@ def test_generator_is_a_quarter_of_the_discriminator_width():
     from electra.text.config import preset_config
 
     small = preset_config("small")
-    assert small.generator_sizes() == {"hidden_size": 64, "num_heads": 1, "intermediate_size": 256}
+    assert small.generator_sizes() == {"hidden_size": 64, "num_heads": 1, "intermediate_size": 256, "num_layers": 12}
+
+
+def test_generator_layers_takes_a_share_of_the_depth_and_both_models_learn():
+    from electra.errors import UserError
+
+    cfg = tiny_config(num_layers=4, generator_width=1.0, generator_layers=0.5)
+    m = build_rtd_models(cfg, 100)
+    assert (m["generator"].config.num_hidden_layers, m["discriminator"].config.num_hidden_layers) == (2, 4)
+    assert tiny_config(num_layers=3, generator_layers=0.1).generator_sizes()["num_layers"] == 1
+    losses, _ = RTDObjective(m["generator"], m["discriminator"], cfg, IDS, 100, seed=0).losses("joint", _batch(), {})
+    losses["model"].backward()
+    assert m["generator"].electra.encoder.layer[1].attention.self.query.weight.grad.abs().sum() > 0
+    assert m["discriminator"].electra.encoder.layer[3].attention.self.query.weight.grad.abs().sum() > 0
+    with pytest.raises(UserError, match="generator_layers"):
+        tiny_config(generator_layers=0.0)
 
 
 def _objective(cfg, vocab=100):

@@ -28,8 +28,10 @@ class TextConfig:
     max_position_embeddings: int = 512
     dropout: float = 0.1
     init_range: float = 0.02              # std of the normal init of every weight matrix (HF initializer_range)
-    # generator: same depth, a fraction of the discriminator's width (heads and FFN scale with it)
+    # generator: a fraction of the discriminator's width (heads and FFN scale with it) and of its depth (the
+    # paper's generators keep the depth; the official code has the same two knobs)
     generator_width: float = 0.25
+    generator_layers: float = 1.0
     # shared: one embeddings table learnt by both losses (the paper); gdes: DeBERTa-v3's gradient-disentangled
     # sharing — the discriminator reads the generator's table with its gradient stopped, plus its own delta
     embedding_sharing: str = "shared"
@@ -77,6 +79,7 @@ class TextConfig:
             (min(self.embedding_size, self.hidden_size, self.num_layers, self.num_heads, self.intermediate_size) > 0,
              "model sizes must be positive"),
             (0 < self.generator_width <= 1, "generator_width must lie in (0, 1]"),
+            (0 < self.generator_layers <= 1, "generator_layers must lie in (0, 1]"),
             (0 < self.init_range <= 1, "init_range must lie in (0, 1]"),
             (0 < self.mask_prob < 1 and 0 <= self.mask_token_prob <= 1, "mask probabilities must lie in (0, 1)"),
             (self.disc_weight >= 0 and self.temperature > 0, "disc_weight must be ≥ 0 and temperature > 0"),
@@ -106,7 +109,8 @@ class TextConfig:
         while hidden % heads:
             heads -= 1
         return {"hidden_size": hidden, "num_heads": heads,
-                "intermediate_size": max(1, int(round(self.intermediate_size * self.generator_width)))}
+                "intermediate_size": max(1, int(round(self.intermediate_size * self.generator_width))),
+                "num_layers": max(1, int(round(self.num_layers * self.generator_layers)))}
 
 
 PRESETS: dict[str, dict] = {

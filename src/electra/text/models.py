@@ -24,10 +24,11 @@ def hf_config(cfg: TextConfig, vocab_size: int, generator: bool, pad_id: int = 0
     from transformers import ElectraConfig
 
     sizes = cfg.generator_sizes() if generator else {"hidden_size": cfg.hidden_size, "num_heads": cfg.num_heads,
-                                                     "intermediate_size": cfg.intermediate_size}
+                                                     "intermediate_size": cfg.intermediate_size,
+                                                     "num_layers": cfg.num_layers}
     return ElectraConfig(
         vocab_size=vocab_size, embedding_size=cfg.embedding_size, hidden_size=sizes["hidden_size"],
-        num_hidden_layers=cfg.num_layers, num_attention_heads=sizes["num_heads"],
+        num_hidden_layers=sizes["num_layers"], num_attention_heads=sizes["num_heads"],
         intermediate_size=sizes["intermediate_size"], hidden_act="gelu", hidden_dropout_prob=cfg.dropout,
         attention_probs_dropout_prob=cfg.dropout, max_position_embeddings=cfg.max_position_embeddings,
         type_vocab_size=2, initializer_range=cfg.init_range, pad_token_id=pad_id, tie_word_embeddings=True,

@@ -53,8 +53,10 @@ def build_optimizer(cfg: TextConfig, modules) -> torch.optim.Optimizer:
 def attention_bytes(cfg: TextConfig) -> int:
     """Attention probabilities (and their dropout) of one micro-batch, which no module returns: per layer of
     both models, batch × heads × L² floats, twice."""
-    heads = cfg.num_heads + (cfg.generator_sizes()["num_heads"] if cfg.objective == "rtd" else 0)
-    return 2 * 4 * cfg.batch_size * cfg.num_layers * heads * cfg.seq_len ** 2
+    generator = cfg.generator_sizes()
+    heads_by_layers = cfg.num_heads * cfg.num_layers + (
+        generator["num_heads"] * generator["num_layers"] if cfg.objective == "rtd" else 0)
+    return 2 * 4 * cfg.batch_size * heads_by_layers * cfg.seq_len ** 2
 
 
 def pretraining_lr(cfg: TextConfig, step: int, fraction: float) -> float:
