@@ -72,6 +72,9 @@ VARIANTS.update({name: {**AS_MEASURED, **keys} for name, keys in {
     # of 2E/3 epochs
     "ssgan-avg-translation-decay": {"g_init": "paper", "augment": "translation", "lr_decay": "linear",
                                     "lr_decay_start": 2 / 3},
+    # … with CatGAN's class-balance term: the README's 20-label example as a user runs it
+    "ssgan-avg-translation-decay-balance0.1": {"g_init": "paper", "augment": "translation", "lr_decay": "linear",
+                                               "lr_decay_start": 2 / 3, "class_balance": 0.1},
     "supervised-translation": {"unlabelled_weight": 0.0, "d_ema": 0.0, "augment": "translation"}}.items()})
 VARIANTS.update({f"{name}-eps8": {**keys, "adam_eps": 1e-8} for name, keys in list(VARIANTS.items())})
 
