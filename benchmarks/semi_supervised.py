@@ -51,6 +51,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "semi_supervised"
 # defaults are.
 CONSTANT_LR = {"lr_decay": "none"}
 AS_MEASURED = {"augment": "none", **CONSTANT_LR}   # what a variant takes unless it names otherwise
+# the ssgan preset as it stands, in the variants' terms
+PRESET = {"g_init": "paper", "augment": "translation", "lr_decay": "linear", "lr_decay_start": 2 / 3}
 VARIANTS = {name: {"g_init": "torch", **AS_MEASURED, **keys} for name, keys in {
     "ssgan": {"d_ema": 0.0}, "ssgan-avg": {}, "supervised": {"unlabelled_weight": 0.0, "d_ema": 0.0},
     # the paper's generator: uniform noise, batch norm without a scale, new fakes and a second batch
@@ -70,11 +72,9 @@ VARIANTS.update({name: {**AS_MEASURED, **keys} for name, keys in {
     "ssgan-avg-translation": {"g_init": "paper", "augment": "translation"},
     # … with the paper's lr schedule, the preset as it stands: its cell for E epochs continues the constant-lr run
     # of 2E/3 epochs
-    "ssgan-avg-translation-decay": {"g_init": "paper", "augment": "translation", "lr_decay": "linear",
-                                    "lr_decay_start": 2 / 3},
+    "ssgan-avg-translation-decay": PRESET,
     # … with CatGAN's class-balance term: the README's 20-label example as a user runs it
-    "ssgan-avg-translation-decay-balance0.1": {"g_init": "paper", "augment": "translation", "lr_decay": "linear",
-                                               "lr_decay_start": 2 / 3, "class_balance": 0.1},
+    "ssgan-avg-translation-decay-balance0.1": {**PRESET, "class_balance": 0.1},
     "supervised-translation": {"unlabelled_weight": 0.0, "d_ema": 0.0, "augment": "translation"}}.items()})
 VARIANTS.update({f"{name}-eps8": {**keys, "adam_eps": 1e-8} for name, keys in list(VARIANTS.items())})
 

@@ -103,6 +103,10 @@ class TextConfig:
         ]
         check(checks)
 
+    def discriminator_sizes(self) -> dict:
+        return {"hidden_size": self.hidden_size, "num_heads": self.num_heads,
+                "intermediate_size": self.intermediate_size, "num_layers": self.num_layers}
+
     def generator_sizes(self) -> dict:
         hidden = max(1, int(round(self.hidden_size * self.generator_width)))
         heads = max(1, int(round(self.num_heads * self.generator_width)))

@@ -23,9 +23,7 @@ from electra.text.fast_training import fast_training
 def hf_config(cfg: TextConfig, vocab_size: int, generator: bool, pad_id: int = 0):
     from transformers import ElectraConfig
 
-    sizes = cfg.generator_sizes() if generator else {"hidden_size": cfg.hidden_size, "num_heads": cfg.num_heads,
-                                                     "intermediate_size": cfg.intermediate_size,
-                                                     "num_layers": cfg.num_layers}
+    sizes = cfg.generator_sizes() if generator else cfg.discriminator_sizes()
     return ElectraConfig(
         vocab_size=vocab_size, embedding_size=cfg.embedding_size, hidden_size=sizes["hidden_size"],
         num_hidden_layers=sizes["num_layers"], num_attention_heads=sizes["num_heads"],

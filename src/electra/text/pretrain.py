@@ -53,9 +53,8 @@ def build_optimizer(cfg: TextConfig, modules) -> torch.optim.Optimizer:
 def attention_bytes(cfg: TextConfig) -> int:
     """Attention probabilities (and their dropout) of one micro-batch, which no module returns: per layer of
     both models, batch × heads × L² floats, twice."""
-    generator = cfg.generator_sizes()
-    heads_by_layers = cfg.num_heads * cfg.num_layers + (
-        generator["num_heads"] * generator["num_layers"] if cfg.objective == "rtd" else 0)
+    models = [cfg.discriminator_sizes()] + ([cfg.generator_sizes()] if cfg.objective == "rtd" else [])
+    heads_by_layers = sum(sizes["num_heads"] * sizes["num_layers"] for sizes in models)
     return 2 * 4 * cfg.batch_size * heads_by_layers * cfg.seq_len ** 2
 
 
