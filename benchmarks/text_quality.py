@@ -4,7 +4,7 @@
         gdes-2phase rtd-2phase-halfdepth]
         [--work DIR]
         [--blimp-per-phenomenon 100] [--sst2-seeds 3] [--cola-seeds 5] [--only pretrain|zero-shot|finetune]
-        [--tasks sst-2 cola]
+        [--tasks sst-2 cola] [--finetune-lr LR]
 
 Pre-trains the ``tiny`` preset on ``gutenberg-40m`` (one pass at most: 60 minutes at ~10k tokens/s is ~36M of its
 ~55M tokens, so no text repeats) for a wall-clock budget (``minutes=``; the lr decays to 0 by the budget's end),
@@ -261,11 +261,17 @@ def zero_shot_cell(model: str, minutes: float, run: Path, blimp_n: int) -> None:
                                          "generator": {"overall": r["overall"], "fields": r["fields"]}})
 
 
-def finetune_cell(model: str, minutes: float, run: Path, task: str, seeds: int, work: Path) -> None:
+def finetune_name(model: str, minutes: float, task: str, lr: float | None) -> str:
+    """A fine-tuning cell's name; a peak lr other than the recipe's (``--finetune-lr``) is part of it."""
+    return f"{model}-{minutes:g}min-{task}" + (f"-lr{lr:g}" if lr else "")
+
+
+def finetune_cell(model: str, minutes: float, run: Path, task: str, seeds: int, work: Path,
+                  lr: float | None = None) -> None:
     from electra.text.config import preset_config
     from electra.text.finetune import finetune
 
-    name = f"{model}-{minutes:g}min-{task}"
+    name = finetune_name(model, minutes, task, lr)
     recorded = (done(name) or {}).get("per_seed", [])
     if len(recorded) >= seeds:
         return
@@ -280,7 +286,7 @@ def finetune_cell(model: str, minutes: float, run: Path, task: str, seeds: int, 
         # seeds recorded by a folder that is gone are kept; only the missing ones are trained
         first = len(recorded)
         result = finetune(run, task, SHARED / "glue", out=out, progress=False,
-                          overrides={"seed": first, "seeds": seeds - first, **dropout})
+                          overrides={"seed": first, "seeds": seeds - first, **dropout, **({"lr": lr} if lr else {})})
     split = list(result["median"])[0]
     metric = result["main_metric"]
     per_seed = recorded[:first] + [s["scores"][split][metric] for s in result["seeds"]]
@@ -294,14 +300,14 @@ def cells(budgets, models) -> list[tuple[str, float]]:
         (m, b) for b in budgets for m in models if m != "random"]
 
 
-def table(budgets, models) -> None:
+def table(budgets, models, lr: float | None = None) -> None:
     say(f"\n{'model':10s} {'min':>4s} {'tokens':>7s} {'PFLOP':>6s} {'MLM gut':>8s} {'MLM wiki':>8s} "
         f"{'AUC gut':>7s} {'AUC wiki':>8s} {'BLiMP G':>7s} {'G l2r':>6s} {'BLiMP D':>7s} {'SST-2':>6s} {'CoLA':>6s}")
     for model, minutes in cells(budgets, models):
         name = f"{model}-{minutes:g}min"
         pre, held, blimp = done(f"{name}-pretrain") or {}, done(f"{name}-heldout") or {}, done(f"{name}-blimp") or {}
         l2r = (done(f"{name}-blimp-l2r") or {}).get("generator", {}).get("overall", float("nan"))
-        sst, cola = done(f"{name}-sst-2") or {}, done(f"{name}-cola") or {}
+        sst, cola = (done(finetune_name(model, minutes, task, lr)) or {} for task in ("sst-2", "cola"))
         fig = lambda corpus, key: held.get(corpus, {}).get(key, float("nan"))  # noqa: E731
         say(f"{model:10s} {minutes:4g} {pre.get('tokens_seen', 0) / 1e6:6.1f}M {pre.get('pflop', 0):6.2f} "
             f"{fig('gutenberg', 'mlm_loss'):8.3f} {fig('wiki', 'mlm_loss'):8.3f} {fig('gutenberg', 'disc_auc'):7.3f} "
@@ -323,6 +329,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["pretrain", "zero-shot", "finetune"], default=None)
     parser.add_argument("--tasks", nargs="+", default=["sst-2", "cola"], choices=["sst-2", "cola"],
                         help="the fine-tuning cells to run (CoLA's are the quick ones)")
+    parser.add_argument("--finetune-lr", type=float, default=None,
+                        help="fine-tune at this peak lr in place of the recipe's (3e-4 at tiny); its own cells")
     parser.add_argument("--table", action="store_true", help="print the table of the cells done, run nothing")
     args = parser.parse_args()
     if not args.table:
@@ -337,8 +345,8 @@ def main() -> None:
             if args.only in (None, "finetune"):
                 for task in args.tasks:
                     finetune_cell(model, minutes, run, task, {"sst-2": args.sst2_seeds, "cola": args.cola_seeds}[task],
-                                  work)
-    table(args.budgets, args.models)
+                                  work, args.finetune_lr)
+    table(args.budgets, args.models, args.finetune_lr)
 
 
 if __name__ == "__main__":
