@@ -31,7 +31,8 @@ Every finished cell writes a small JSON under ``benchmarks/results/text_quality/
 runs again, so the table fills over several runs; models and shards live under ``--work`` (not committed).  A
 recorded cell whose model is gone (a fresh checkout) trains again to the recorded step count, wall-clock cells
 included, and records ``NAME-pretrain-again`` beside the original, so later seeds fine-tune the same recipe.  The
-table is printed from whatever cells exist.
+table is printed from whatever cells exist.  ``--finetune-lr LR`` fine-tunes at another peak lr than the recipe's,
+in cells of their own (``NAME-sst-2-lrLR``), and the table shows those.
 """
 
 from __future__ import annotations
